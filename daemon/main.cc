@@ -1,0 +1,109 @@
+// blockrep-source: serves protected disks to their users over NBD, with every change passing
+// through the disk's WritePath.
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "core/log.h"
+#include "core/version.h"
+#include "daemon/backing_disk.h"
+#include "daemon/source_options.h"
+#include "daemon/write_path.h"
+#include "nbd/export_catalog.h"
+#include "nbd/server.h"
+
+using namespace blockrep;
+
+int main(int argc, char** argv) {
+  auto parsed = ParseSourceOptions(argc, argv);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "blockrep-source: %s\n(see blockrep-source --help)\n",
+                 parsed.status().message().c_str());
+    return 2;
+  }
+  SourceOptions& opts = parsed.value();
+  if (opts.help) {
+    std::fputs(SourceUsage(), stdout);
+    return 0;
+  }
+  if (opts.version) {
+    std::printf("blockrep-source %s\n", kVersion);
+    return 0;
+  }
+  SetLogLevel(opts.log_level);
+
+  // Signals are taken synchronously by this thread; every thread started later inherits the
+  // mask, so none is interrupted by them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::vector<std::unique_ptr<BackingDisk>> disks;
+  std::vector<std::unique_ptr<WritePath>> paths;
+  nbd::ExportCatalog catalog;
+  for (const DiskSpec& spec : opts.disks) {
+    auto disk = BackingDisk::Open(spec.name, spec.path);
+    if (!disk.ok()) {
+      LOG_ERROR("%s", disk.status().message().c_str());
+      return 1;
+    }
+    disks.push_back(std::make_unique<BackingDisk>(std::move(disk.value())));
+    paths.push_back(std::make_unique<WritePath>(*disks.back()));
+    Status st = catalog.Add({spec.name,
+                             "blockrep protected disk " + spec.name + " (" + spec.path + ")",
+                             paths.back().get()});
+    if (!st.ok()) {
+      LOG_ERROR("%s", st.message().c_str());
+      return 1;
+    }
+    LOG_INFO("disk %s: %s, %llu bytes", spec.name.c_str(), spec.path.c_str(),
+             static_cast<unsigned long long>(disks.back()->size_bytes()));
+  }
+
+  nbd::ServerOptions server_opts;
+  int cpus = static_cast<int>(std::thread::hardware_concurrency());
+  server_opts.workers =
+      opts.workers > 0 ? opts.workers : std::max(1, std::min(cpus, kMaxDefaultWorkers));
+  nbd::Server server(catalog, server_opts);
+  for (const std::string& spec : opts.nbd_listeners) {
+    Status st = server.Listen(spec);
+    if (!st.ok()) {
+      LOG_ERROR("%s", st.message().c_str());
+      return 1;
+    }
+    LOG_INFO("listening on %s", spec.c_str());
+  }
+  Status st = server.Start();
+  if (!st.ok()) {
+    LOG_ERROR("starting the NBD server: %s", st.ToString().c_str());
+    return 1;
+  }
+  LOG_INFO("blockrep-source %s ready: %zu disk(s), %d worker(s)", kVersion, disks.size(),
+           server_opts.workers);
+  sd_notify(0, "READY=1");
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  LOG_INFO("%s: finishing requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  sd_notify(0, "STOPPING=1");
+  server.Stop();
+
+  int rc = 0;
+  for (auto& d : disks) {
+    Status s = d->Sync();
+    if (!s.ok()) {
+      LOG_ERROR("%s", s.ToString().c_str());
+      rc = 1;
+    }
+  }
+  LOG_INFO("stopped%s", rc == 0 ? "; all disks flushed" : " with errors");
+  return rc;
+}

@@ -1,0 +1,225 @@
+// Checks ParseSourceOptions on valid and invalid blockrep-source command lines by building
+// argv arrays and inspecting the parsed options or the error Status.
+#include "daemon/source_options.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <string>
+#include <vector>
+
+namespace blockrep {
+namespace {
+
+// Parses {"blockrep-source", args...}. getopt keeps pointers into argv between calls, so
+// every argv built here lives until the test program exits.
+Result<SourceOptions> Parse(std::vector<std::string> args) {
+  static std::deque<std::vector<std::string>> strings;
+  static std::deque<std::vector<char*>> argvs;
+  args.insert(args.begin(), "blockrep-source");
+  strings.push_back(std::move(args));
+  std::vector<char*> argv;
+  for (std::string& a : strings.back()) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  argvs.push_back(std::move(argv));
+  return ParseSourceOptions(static_cast<int>(argvs.back().size() - 1), argvs.back().data());
+}
+
+bool Mentions(const Result<SourceOptions>& r, const std::string& what) {
+  return r.status().message().find(what) != std::string::npos;
+}
+
+TEST(ParseSourceOptions, MultipleDisksAndListeners) {
+  auto r = Parse({"--disk", "db=/dev/vdb", "--disk=logs=/var/lib/logs.img", "--nbd",
+                  "unix:/run/blockrep.sock", "--nbd", "tcp:127.0.0.1:10809", "--threads", "4",
+                  "--log-level", "debug"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->disks.size(), 2u);
+  EXPECT_EQ(r->disks[0].name, "db");
+  EXPECT_EQ(r->disks[0].path, "/dev/vdb");
+  EXPECT_EQ(r->disks[1].name, "logs");
+  EXPECT_EQ(r->disks[1].path, "/var/lib/logs.img");
+  ASSERT_EQ(r->nbd_listeners.size(), 2u);
+  EXPECT_EQ(r->nbd_listeners[0], "unix:/run/blockrep.sock");
+  EXPECT_EQ(r->nbd_listeners[1], "tcp:127.0.0.1:10809");
+  EXPECT_EQ(r->workers, 4);
+  EXPECT_EQ(r->log_level, LogLevel::kDebug);
+  EXPECT_FALSE(r->help);
+  EXPECT_FALSE(r->version);
+}
+
+TEST(ParseSourceOptions, DefaultsWhenOptionalFlagsAbsent) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->workers, 0);
+  EXPECT_EQ(r->log_level, LogLevel::kInfo);
+}
+
+TEST(ParseSourceOptions, PathMayContainEquals) {
+  auto r = Parse({"--disk", "a=/data/x=y.img", "--nbd", "unix:/s"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->disks[0].name, "a");
+  EXPECT_EQ(r->disks[0].path, "/data/x=y.img");
+}
+
+TEST(ParseSourceOptions, MissingDiskIsError) {
+  auto r = Parse({"--nbd", "unix:/s"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(Mentions(r, "--disk")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, MissingNbdIsError) {
+  auto r = Parse({"--disk", "a=/x"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--nbd")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, NoArgumentsIsError) { EXPECT_FALSE(Parse({}).ok()); }
+
+TEST(ParseSourceOptions, DuplicateDiskNameIsError) {
+  auto r = Parse({"--disk", "a=/x", "--disk", "a=/y", "--nbd", "unix:/s"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "twice")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, SamePathUnderTwoNamesIsAccepted) {
+  // Only names must be unique; the second open of one file fails later, on its lock.
+  auto r = Parse({"--disk", "a=/x", "--disk", "b=/x", "--nbd", "unix:/s"});
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TEST(ParseSourceOptions, DiskWithoutEqualsIsError) {
+  auto r = Parse({"--disk", "noequals", "--nbd", "unix:/s"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "noequals")) << r.status().message();
+  EXPECT_TRUE(Mentions(r, "NAME=PATH"));
+}
+
+TEST(ParseSourceOptions, DiskWithEmptyNameIsError) {
+  EXPECT_FALSE(Parse({"--disk", "=/x", "--nbd", "unix:/s"}).ok());
+}
+
+TEST(ParseSourceOptions, DiskWithEmptyPathIsError) {
+  EXPECT_FALSE(Parse({"--disk", "a=", "--nbd", "unix:/s"}).ok());
+}
+
+TEST(ParseSourceOptions, NbdWithBadSchemeIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "http://localhost:10809"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "http://localhost:10809")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, NbdWithoutSchemeIsError) {
+  EXPECT_FALSE(Parse({"--disk", "a=/x", "--nbd", "/run/blockrep.sock"}).ok());
+}
+
+TEST(ParseSourceOptions, ThreadsZeroIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--threads", "0"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--threads")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, ThreadsNotANumberIsError) {
+  EXPECT_FALSE(Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--threads", "abc"}).ok());
+}
+
+TEST(ParseSourceOptions, ThreadsWithTrailingGarbageIsError) {
+  EXPECT_FALSE(Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--threads", "4x"}).ok());
+}
+
+TEST(ParseSourceOptions, ThreadsEmptyIsError) {
+  EXPECT_FALSE(Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--threads="}).ok());
+}
+
+TEST(ParseSourceOptions, ThreadsNegativeIsError) {
+  EXPECT_FALSE(Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--threads", "-1"}).ok());
+}
+
+TEST(ParseSourceOptions, ThreadsOverMaxIsError) {
+  EXPECT_FALSE(Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--threads", "65"}).ok());
+}
+
+TEST(ParseSourceOptions, ThreadsAtMaxIsAccepted) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--threads", "64"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->workers, kMaxWorkers);
+}
+
+TEST(ParseSourceOptions, BadLogLevelIsError) {
+  EXPECT_FALSE(Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--log-level", "verbose"}).ok());
+}
+
+TEST(ParseSourceOptions, UnknownOptionIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--frobnicate"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--frobnicate")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, OptionWithoutValueIsError) {
+  auto r = Parse({"--nbd", "unix:/s", "--disk"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "needs a value")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, StrayArgumentIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "extra"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "extra")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, HelpNeedsNothingElse) {
+  auto r = Parse({"--help"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->help);
+}
+
+TEST(ParseSourceOptions, HelpWinsOverLaterErrors) {
+  auto r = Parse({"--help", "--threads", "0"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->help);
+}
+
+TEST(ParseSourceOptions, VersionNeedsNothingElse) {
+  auto r = Parse({"--version"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->version);
+}
+
+TEST(ParseSourceOptions, CanParseTwiceInOneProcess) {
+  ASSERT_FALSE(Parse({"--frobnicate"}).ok());
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s"});
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+// Resetting getopt with `optind = 1` would leave glibc's "next character" pointer inside an
+// earlier argv ("-xy" stops after 'x'); `optind = 0` restarts scanning cleanly.
+TEST(ParseSourceOptions, ValidCommandLineParsesAfterAnAbortedShortOptionCluster) {
+  ASSERT_FALSE(Parse({"-xy"}).ok());
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s"});
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+// glibc sets optopt for an unknown short option too; it must not read as a missing value.
+TEST(ParseSourceOptions, UnknownShortOptionIsReportedAsUnknown) {
+  auto r = Parse({"-x", "--disk", "a=/x", "--nbd", "unix:/s"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "unknown option -x")) << r.status().message();
+}
+
+// A value given to a flag that takes none is not "missing a value".
+TEST(ParseSourceOptions, ValueGivenToFlagOptionIsNotReportedAsMissing) {
+  auto r = Parse({"--version=yes", "--disk", "a=/x", "--nbd", "unix:/s"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_FALSE(Mentions(r, "needs a value")) << r.status().message();
+}
+
+TEST(SourceUsage, MentionsEveryOption) {
+  const std::string usage = SourceUsage();
+  for (const char* opt : {"--disk", "--nbd", "--threads", "--log-level", "--help", "--version"}) {
+    EXPECT_NE(usage.find(opt), std::string::npos) << opt;
+  }
+}
+
+}  // namespace
+}  // namespace blockrep

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages blockrep needs to build, test, demo and benchmark, and only
+# those that are missing: a no-op in about a second when everything is present.
+set -euo pipefail
+
+packages=(
+  # build
+  g++ make pkg-config liburing-dev libsystemd-dev libxxhash-dev libgtest-dev
+  # the libFuzzer target
+  clang libclang-rt-14-dev
+  # real clients for the integration tests, the demo and the benchmark
+  fio libnbd-bin python3-libnbd qemu-utils nbdkit
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+# Refresh the package lists once if they are missing or older than a day.
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
+  $SUDO apt-get update -q
+fi
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

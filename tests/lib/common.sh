@@ -1,0 +1,233 @@
+# shellcheck shell=bash
+# Helpers for the integration tests in tests/integration/. Source it first thing:
+#
+#   . "$(dirname "$0")/../lib/common.sh"
+#
+# It gives every test:
+#   REPO, LIBDIR          the repository root and tests/lib
+#   BLOCKREP_SOURCE       the server under test (env override; default $REPO/build/blockrep-source)
+#   T                     a private temp dir (mktemp -d), removed on exit (KEEP_TMP=1 keeps it)
+#   SOCK                  $T/nbd.sock, the default unix socket path
+#   start_source ARGS...  runs the server in the background, waits until it answers
+#   stop_source           SIGTERM, bounded wait, asserts exit status 0
+#   fail MSG / pass [MSG] end the test with a one-line verdict
+#   nbdsh_py URI          runs the Python on stdin in nbdsh (Debian's python) against URI
+#   raw_py                runs the Python on stdin with Debian's python and tests/lib on sys.path
+#                         (for tests/lib/nbd_raw.py)
+# An EXIT trap stops the server (SIGTERM, then SIGKILL), kills background jobs registered with
+# track_pid, detaches loop devices registered with track_loop, and removes $T. A command that
+# fails under `set -e` ends the test with a FAIL line naming the command and line.
+
+set -eEuo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LIBDIR=$REPO/tests/lib
+BLOCKREP_SOURCE=${BLOCKREP_SOURCE:-$REPO/build/blockrep-source}
+TEST_NAME=$(basename "$0" .sh)
+READY_TIMEOUT=${READY_TIMEOUT:-10}   # seconds for the server to answer after start
+STOP_TIMEOUT=${STOP_TIMEOUT:-20}     # seconds for the server to exit after SIGTERM
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/blockrep-it.XXXXXX")
+SOCK=$T/nbd.sock
+SOURCE_PID=""
+SOURCE_LOG=$T/source.log
+_TRACKED_PIDS=()
+_TRACKED_LOOPS=()
+_FINISHED=0
+
+# --- verdicts ---------------------------------------------------------------------------------
+
+_show_log() {
+  if [ -s "$SOURCE_LOG" ]; then
+    echo "--- server stderr (last 25 lines of $SOURCE_LOG) ---"
+    tail -n 25 "$SOURCE_LOG"
+  fi
+}
+
+fail() {
+  _FINISHED=1
+  echo "FAIL: $TEST_NAME: $*"
+  _show_log
+  exit 1
+}
+
+pass() {
+  _FINISHED=1
+  echo "PASS: $TEST_NAME${1:+: $1}"
+  exit 0
+}
+
+_on_err() {
+  local rc=$? line=$1 cmd=$2
+  [ "$_FINISHED" = 1 ] && return
+  _FINISHED=1
+  echo "FAIL: $TEST_NAME: line $line: command exited $rc: $cmd"
+  _show_log
+  exit 1
+}
+trap '_on_err "$LINENO" "$BASH_COMMAND"' ERR
+
+# --- process helpers --------------------------------------------------------------------------
+
+# alive PID: true while PID exists and is not a zombie (kill -0 succeeds on zombies).
+alive() {
+  local st
+  st=$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# wait_exit PID SECONDS: poll until PID has exited (or became a zombie); false on timeout.
+wait_exit() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  while alive "$pid"; do
+    [ $SECONDS -ge "$deadline" ] && return 1
+    sleep 0.05
+  done
+  return 0
+}
+
+track_pid() { _TRACKED_PIDS+=("$1"); }
+track_loop() { _TRACKED_LOOPS+=("$1"); }
+
+_cleanup() {
+  local p
+  for p in "${_TRACKED_PIDS[@]}"; do
+    if alive "$p"; then kill -TERM "$p" 2>/dev/null || true; fi
+  done
+  for p in "${_TRACKED_PIDS[@]}"; do
+    if ! wait_exit "$p" 5; then kill -KILL "$p" 2>/dev/null || true; fi
+  done
+  if [ -n "$SOURCE_PID" ] && alive "$SOURCE_PID"; then
+    kill -TERM "$SOURCE_PID" 2>/dev/null || true
+    if ! wait_exit "$SOURCE_PID" 10; then
+      kill -KILL "$SOURCE_PID" 2>/dev/null || true
+      wait_exit "$SOURCE_PID" 5 || true
+    fi
+  fi
+  for p in "${_TRACKED_LOOPS[@]}"; do
+    losetup -d "$p" 2>/dev/null || true
+  done
+  if [ "${KEEP_TMP:-0}" = 1 ]; then
+    echo "(kept $T)"
+  else
+    rm -rf "$T"
+  fi
+}
+trap _cleanup EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+# --- the server -------------------------------------------------------------------------------
+
+# The first unix socket among the args (the readiness probe uses it), else the first TCP spec.
+_probe_uri() {
+  local prev="" a
+  for a in "$@"; do
+    if [ "$prev" = --nbd ]; then
+      case $a in unix:*) echo "nbd+unix:///?socket=${a#unix:}"; return ;; esac
+    fi
+    prev=$a
+  done
+  prev=""
+  for a in "$@"; do
+    if [ "$prev" = --nbd ]; then
+      case $a in tcp:*) echo "nbd://${a#tcp:}/"; return ;; esac
+    fi
+    prev=$a
+  done
+}
+
+# start_source ARGS...: start the server with ARGS, wait (bounded) until `nbdinfo --list` works.
+start_source() {
+  [ -x "$BLOCKREP_SOURCE" ] || fail "server binary $BLOCKREP_SOURCE is missing (make all)"
+  local uri sock deadline
+  uri=$(_probe_uri "$@")
+  [ -n "$uri" ] || fail "start_source: no --nbd unix:/tcp: argument to probe"
+  "$BLOCKREP_SOURCE" "$@" 2> "$SOURCE_LOG" &
+  SOURCE_PID=$!
+  deadline=$((SECONDS + READY_TIMEOUT))
+  sock=""
+  case $uri in *socket=*) sock=${uri#*socket=} ;; esac
+  while :; do
+    if ! alive "$SOURCE_PID"; then
+      local rc=0
+      wait "$SOURCE_PID" || rc=$?
+      SOURCE_PID=""
+      fail "server exited with status $rc before it was ready (args: $*)"
+    fi
+    if { [ -z "$sock" ] || [ -S "$sock" ]; } &&
+       timeout 5 nbdinfo --list "$uri" > /dev/null 2>&1; then
+      return 0
+    fi
+    [ $SECONDS -ge "$deadline" ] && fail "server not ready within ${READY_TIMEOUT}s ($uri)"
+    sleep 0.05
+  done
+}
+
+# stop_source: SIGTERM, wait at most STOP_TIMEOUT s, and require exit status 0.
+stop_source() {
+  [ -n "$SOURCE_PID" ] || fail "stop_source: server not running"
+  local pid=$SOURCE_PID rc=0
+  kill -TERM "$pid" || true
+  if ! wait_exit "$pid" "$STOP_TIMEOUT"; then
+    kill -KILL "$pid" 2>/dev/null || true
+    fail "server did not exit within ${STOP_TIMEOUT}s of SIGTERM"
+  fi
+  wait "$pid" || rc=$?
+  SOURCE_PID=""
+  [ "$rc" -eq 0 ] || fail "server exited with status $rc after SIGTERM (expected 0)"
+}
+
+# source_alive: the server process is still running.
+source_alive() { [ -n "$SOURCE_PID" ] && alive "$SOURCE_PID"; }
+
+# uri NAME [SOCKET]: the NBD URI of export NAME on a unix socket.
+uri() { echo "nbd+unix:///$1?socket=${2:-$SOCK}"; }
+
+# make_disk PATH SIZE: a sparse raw image.
+make_disk() { rm -f "$1"; truncate -s "$2" "$1"; }
+
+# free_tcp_port: a TCP port on 127.0.0.1 nobody listens on right now.
+free_tcp_port() {
+  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# --- clients ----------------------------------------------------------------------------------
+
+# nbdsh_py URI: run the Python script on stdin inside nbdsh (handle `h` connected to URI).
+# nbdsh needs Debian's python3 (the one first on PATH may lack the nbd module).
+nbdsh_py() {
+  local script
+  script=$(cat)
+  PATH=/usr/bin:$PATH timeout "${NBDSH_TIMEOUT:-60}" nbdsh -u "$1" -c "$script"
+}
+
+# nbdsh_plain: nbdsh without a connected handle (-n): the script makes its own handles.
+nbdsh_plain() {
+  local script
+  script=$(cat)
+  PATH=/usr/bin:$PATH timeout "${NBDSH_TIMEOUT:-60}" nbdsh -n -c "$script"
+}
+
+# raw_py [ARGS...]: run the Python script on stdin with Debian's python; tests/lib on sys.path,
+# so `from nbd_raw import *` works. SOCK and T are in the environment.
+# shellcheck disable=SC2120  # tests may pass arguments through to the script
+raw_py() {
+  SOCK=$SOCK T=$T PYTHONPATH=$LIBDIR PYTHONDONTWRITEBYTECODE=1 timeout "${RAW_TIMEOUT:-60}" /usr/bin/python3 - "$@"
+}
+
+# allocated_bytes FILE / apparent_bytes FILE
+allocated_bytes() { echo $(( $(stat -c %b "$1") * $(stat -c %B "$1") )); }
+apparent_bytes() { stat -c %s "$1"; }
+
+# raw_check [WHAT]: run the Python on stdin like raw_py; on failure end the test with FAIL and
+# the script's last output line (its reason) in that line.
+raw_check() {
+  local out rc=0
+  out=$(raw_py 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    [ "$(echo "$out" | wc -l)" -gt 1 ] && echo "$out" | sed '$d'
+    fail "${1:+$1: }$(echo "$out" | tail -n 1)"
+  fi
+  [ -z "$out" ] || echo "$out"
+}
