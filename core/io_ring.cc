@@ -1,6 +1,8 @@
 #include "core/io_ring.h"
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/check.h"
@@ -48,6 +50,22 @@ io_uring_sqe* IoRing::GetSqe(IoCompletion* completion) {
 }
 
 void IoRing::Submit() { io_uring_submit(&ring_); }
+
+void IoRing::Post(IoRing& target, IoCompletion* completion, int32_t res) {
+  io_uring_sqe* sqe = GetSqe(&post_sent_);
+  // The target's CQE carries len as res and data as user_data.
+  io_uring_prep_msg_ring(sqe, target.ring_.ring_fd, static_cast<unsigned>(res),
+                         reinterpret_cast<uint64_t>(completion), 0);
+}
+
+void IoRing::PostSent::OnIoComplete(int32_t res) {
+  // A lost wake-up would strand an operation (and its client) forever; the target ring is
+  // alive by contract, so failure here is a programmer error.
+  if (res < 0) {
+    std::fprintf(stderr, "io_uring msg_ring failed: %s\n", std::strerror(-res));
+    std::abort();
+  }
+}
 
 Result<unsigned> IoRing::SubmitAndDispatch(unsigned wait_nr) {
   int rc = io_uring_submit_and_wait(&ring_, wait_nr);

@@ -50,12 +50,23 @@ class IoRing {
   // Submits queued SQEs without waiting.
   void Submit();
 
+  // Makes `completion->OnIoComplete(res)` run on the thread that owns `target` (which may be
+  // this ring), through IORING_OP_MSG_RING: the way one worker resumes an operation that
+  // belongs to another worker's ring. REQUIRES: called on this ring's owner thread; target
+  // outlives the message.
+  void Post(IoRing& target, IoCompletion* completion, int32_t res);
+
   // True when the kernel accepted IORING_SETUP_DEFER_TASKRUN (a cheaper completion path).
   bool deferred_taskrun() const { return deferred_taskrun_; }
 
  private:
   IoRing() = default;
   io_uring ring_{};
+  // Completions for the source side of Post (their result only matters when it failed).
+  struct PostSent : IoCompletion {
+    void OnIoComplete(int32_t res) override;
+  };
+  PostSent post_sent_;
   bool deferred_taskrun_ = false;
 };
 

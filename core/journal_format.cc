@@ -26,6 +26,9 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the format is little-e
 uint64_t RecordChecksum(uint64_t journal_id, const uint8_t* header, const uint8_t* payload,
                         uint32_t payload_bytes) {
   XXH3_state_t state;
+  // A state on the stack must be initialized before its first reset: reset skips deriving
+  // the secret when the (garbage) stored seed happens to equal the new one.
+  XXH3_INITSTATE(&state);
   XXH3_64bits_reset_withSeed(&state, journal_id);
   XXH3_64bits_update(&state, header, kChecksumOffset);
   if (payload_bytes > 0) XXH3_64bits_update(&state, payload, payload_bytes);
@@ -111,6 +114,55 @@ bool DecodeMeta(const uint8_t in[kMetaBytes], JournalMeta* m) {
   m->journal_id = Get64(in + 16);
   m->disk_bytes = Get64(in + 24);
   return XXH3_64bits_withSeed(in, 56, 0) == Get64(in + 56);
+}
+
+std::string EncodeVoidBody(const std::vector<uint64_t>& seqs) {
+  std::string body(8 + 8 * seqs.size(), '\0');
+  auto* p = reinterpret_cast<uint8_t*>(body.data());
+  Put64(p, seqs.size());
+  for (size_t i = 0; i < seqs.size(); ++i) Put64(p + 8 + 8 * i, seqs[i]);
+  return body;
+}
+
+bool DecodeVoidBody(const uint8_t* body, uint32_t bytes, std::vector<uint64_t>* seqs) {
+  if (bytes < 8) return false;
+  const uint64_t n = Get64(body);
+  if (n > kMaxVoidSeqs || bytes != 8 + 8 * n) return false;
+  seqs->clear();
+  for (uint64_t i = 0; i < n; ++i) seqs->push_back(Get64(body + 8 + 8 * i));
+  return true;
+}
+
+std::string EncodeCheckpointBody(uint64_t applied_below) {
+  std::string body(8, '\0');
+  Put64(reinterpret_cast<uint8_t*>(body.data()), applied_below);
+  return body;
+}
+
+bool DecodeCheckpointBody(const uint8_t* body, uint32_t bytes, uint64_t* applied_below) {
+  if (bytes != 8) return false;
+  *applied_below = Get64(body);
+  return true;
+}
+
+const char* RecordKindName(RecordKind kind) {
+  switch (kind) {
+    case RecordKind::kWrite: return "write";
+    case RecordKind::kZero: return "zero";
+    case RecordKind::kTrim: return "trim";
+    case RecordKind::kMarker: return "marker";
+  }
+  return "?";
+}
+
+const char* MarkerTypeName(MarkerType type) {
+  switch (type) {
+    case MarkerType::kNone: return "none";
+    case MarkerType::kRecoveryPoint: return "recovery-point";
+    case MarkerType::kVoid: return "void";
+    case MarkerType::kFlushCheckpoint: return "checkpoint";
+  }
+  return "?";
 }
 
 std::string SegmentName(uint64_t first_seq) {

@@ -1,11 +1,13 @@
 // HRL journal on-disk format, version 1. The byte-level specification, with the torn-record
 // and corruption rules and a worked example, is docs/formats/journal.md; this header is its
-// code. All integers little-endian; checksums XXH3-64.
+// code (reading: core/journal_reader.h; writing: daemon/journal_writer.h). All integers
+// little-endian; checksums XXH3-64.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace blockrep::journal {
 
@@ -32,7 +34,15 @@ inline constexpr size_t kChecksumOffset = 56;  // header bytes [0, 56) are check
 inline constexpr uint32_t kMaxPayloadBytes = 32u << 20;
 
 enum class RecordKind : uint16_t { kWrite = 1, kZero = 2, kTrim = 3, kMarker = 4 };
-enum class MarkerType : uint32_t { kNone = 0, kRecoveryPoint = 1, kRecovery = 2, kFlushCheckpoint = 3 };
+// Marker subtypes (kind kMarker), with their bodies:
+//   kRecoveryPoint: UTF-8 label.
+//   kVoid: u64 count, then count u64 seqs that were allocated but never written (a failed
+//     journal write, or records dropped as torn at a restart): not corruption.
+//   kFlushCheckpoint: u64 applied_below: every record with a smaller seq is durable on the
+//     backing disk.
+enum class MarkerType : uint32_t { kNone = 0, kRecoveryPoint = 1, kVoid = 2, kFlushCheckpoint = 3 };
+// Seqs one void marker lists at most: keeps its body small (8 KiB).
+inline constexpr uint32_t kMaxVoidSeqs = 1023;
 inline constexpr uint16_t kRecordFlagFua = 1 << 0;
 
 struct RecordHeader {
@@ -64,6 +74,15 @@ bool DecodeRecordHeader(const uint8_t in[kRecordHeaderBytes], RecordHeader* h);
 // True when header and payload match the header's checksum.
 bool VerifyRecord(uint64_t journal_id, const uint8_t header[kRecordHeaderBytes],
                   const uint8_t* payload, uint32_t payload_bytes);
+
+std::string EncodeVoidBody(const std::vector<uint64_t>& seqs);
+// False when the body is malformed (wrong size, count over kMaxVoidSeqs).
+bool DecodeVoidBody(const uint8_t* body, uint32_t bytes, std::vector<uint64_t>* seqs);
+std::string EncodeCheckpointBody(uint64_t applied_below);
+bool DecodeCheckpointBody(const uint8_t* body, uint32_t bytes, uint64_t* applied_below);
+
+const char* RecordKindName(RecordKind kind);    // "write", "zero", "trim", "marker"
+const char* MarkerTypeName(MarkerType type);    // "recovery-point", "void", "checkpoint"
 
 struct SegmentHeader {
   uint64_t journal_id = 0;

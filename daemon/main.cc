@@ -11,9 +11,10 @@
 
 #include "core/log.h"
 #include "core/version.h"
-#include "daemon/backing_disk.h"
+#include "core/byte_size.h"
+#include "daemon/fuse_front.h"
+#include "daemon/protected_disk.h"
 #include "daemon/source_options.h"
-#include "daemon/write_path.h"
 #include "nbd/export_catalog.h"
 #include "nbd/server.h"
 
@@ -46,26 +47,32 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  std::vector<std::unique_ptr<BackingDisk>> disks;
-  std::vector<std::unique_ptr<WritePath>> paths;
+  std::vector<std::unique_ptr<ProtectedDisk>> disks;
   nbd::ExportCatalog catalog;
   for (const DiskSpec& spec : opts.disks) {
-    auto disk = BackingDisk::Open(spec.name, spec.path);
+    ProtectedDisk::Options disk_opts;
+    disk_opts.state_dir = opts.state_dir;
+    disk_opts.journal_max = opts.JournalMax(spec);
+    auto disk = ProtectedDisk::Open(spec.name, spec.path, disk_opts);
     if (!disk.ok()) {
       LOG_ERROR("%s", disk.status().message().c_str());
       return 1;
     }
-    disks.push_back(std::make_unique<BackingDisk>(std::move(disk.value())));
-    paths.push_back(std::make_unique<WritePath>(*disks.back()));
+    disks.push_back(std::move(disk).value());
+    ProtectedDisk& d = *disks.back();
     Status st = catalog.Add({spec.name,
                              "blockrep protected disk " + spec.name + " (" + spec.path + ")",
-                             paths.back().get()});
+                             &d.write_path()});
     if (!st.ok()) {
       LOG_ERROR("%s", st.message().c_str());
       return 1;
     }
-    LOG_INFO("disk %s: %s, %llu bytes", spec.name.c_str(), spec.path.c_str(),
-             static_cast<unsigned long long>(disks.back()->size_bytes()));
+    const WritePath::Stats stats = d.write_path().stats();
+    LOG_INFO("disk %s: %s, %s; %s, journal %s of %s, next seq %lu", spec.name.c_str(),
+             spec.path.c_str(), FormatBytes(d.backing().size_bytes()).c_str(),
+             DiskModeName(stats.mode), FormatBytes(stats.journal_bytes).c_str(),
+             FormatBytes(stats.journal_max_bytes).c_str(),
+             static_cast<unsigned long>(stats.next_seq));
   }
 
   nbd::ServerOptions server_opts;
@@ -86,6 +93,19 @@ int main(int argc, char** argv) {
     LOG_ERROR("starting the NBD server: %s", st.ToString().c_str());
     return 1;
   }
+  std::unique_ptr<FuseFront> fuse;
+  if (!opts.fuse_dir.empty()) {
+    std::vector<FuseFront::File> files;
+    for (auto& d : disks) files.push_back({d->name(), &d->write_path()});
+    auto started = FuseFront::Start(opts.fuse_dir, std::move(files), server_opts.workers);
+    if (!started.ok()) {
+      LOG_ERROR("--fuse %s: %s", opts.fuse_dir.c_str(), started.status().message().c_str());
+      server.Stop();
+      return 1;
+    }
+    fuse = std::move(started.value());
+    LOG_INFO("serving %zu disk file(s) under %s", disks.size(), opts.fuse_dir.c_str());
+  }
   LOG_INFO("blockrep-source %s ready: %zu disk(s), %d worker(s)", kVersion, disks.size(),
            server_opts.workers);
   sd_notify(0, "READY=1");
@@ -94,11 +114,12 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   LOG_INFO("%s: finishing requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   sd_notify(0, "STOPPING=1");
+  if (fuse) fuse->Stop();
   server.Stop();
 
   int rc = 0;
   for (auto& d : disks) {
-    Status s = d->Sync();
+    Status s = d->Close();
     if (!s.ok()) {
       LOG_ERROR("%s", s.ToString().c_str());
       rc = 1;

@@ -214,9 +214,185 @@ TEST(ParseSourceOptions, ValueGivenToFlagOptionIsNotReportedAsMissing) {
   EXPECT_FALSE(Mentions(r, "needs a value")) << r.status().message();
 }
 
+TEST(ParseSourceOptions, StateDirDefaultsToVarLibBlockrep) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->state_dir, "/var/lib/blockrep");
+}
+
+TEST(ParseSourceOptions, StateDirGivenIsKept) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--state-dir", "/srv/blockrep"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->state_dir, "/srv/blockrep");
+}
+
+TEST(ParseSourceOptions, StateDirEmptyIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--state-dir="});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--state-dir")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, JournalMaxBytesUnsetByDefault) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->journal_max.has_value());
+}
+
+TEST(ParseSourceOptions, JournalMaxBytesPlainBytes) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--journal-max-bytes", "2097152"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->journal_max.has_value());
+  EXPECT_EQ(r->journal_max->bytes, 2097152u);
+  EXPECT_EQ(r->journal_max->percent, 0u);
+}
+
+TEST(ParseSourceOptions, JournalMaxBytesWithUnit) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--journal-max-bytes", "8G"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->journal_max.has_value());
+  EXPECT_EQ(r->journal_max->bytes, 8ull << 30);
+  EXPECT_EQ(r->journal_max->percent, 0u);
+}
+
+TEST(ParseSourceOptions, JournalMaxBytesAsPercentOfDisk) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--journal-max-bytes", "50%"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->journal_max.has_value());
+  EXPECT_EQ(r->journal_max->percent, 50u);
+}
+
+TEST(ParseSourceOptions, JournalMaxBytesGarbageIsErrorNamingIt) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--journal-max-bytes", "lots"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--journal-max-bytes")) << r.status().message();
+  EXPECT_TRUE(Mentions(r, "lots")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, JournalMaxBytesBelowOneMebibyteIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--journal-max-bytes", "1048575"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--journal-max-bytes")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, JournalMaxBytesOfExactlyOneMebibyteIsAccepted) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--journal-max-bytes", "1M"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->journal_max->bytes, kMinJournalMaxBytes);
+}
+
+TEST(ParseSourceOptions, FuseDirIsAccepted) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--fuse", "/run/blockrep/disks"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->fuse_dir, "/run/blockrep/disks");
+}
+
+TEST(ParseSourceOptions, FuseDirEmptyIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--fuse="});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--fuse")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, FuseWithoutNbdIsAccepted) {
+  auto r = Parse({"--disk", "a=/x", "--fuse", "/mnt/disks"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->nbd_listeners.empty());
+  EXPECT_EQ(r->fuse_dir, "/mnt/disks");
+}
+
+TEST(ParseSourceOptions, NeitherNbdNorFuseIsError) {
+  auto r = Parse({"--disk", "a=/x", "--state-dir", "/srv"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--nbd")) << r.status().message();
+  EXPECT_TRUE(Mentions(r, "--fuse")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, MissingConfigFileIsErrorNamingIt) {
+  const std::string path = "/nonexistent-blockrep-test/source.toml";
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--config", path});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(Mentions(r, path)) << r.status().message();
+  EXPECT_TRUE(Mentions(r, "No such file or directory")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, ConfigEmptyIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--config="});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--config")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, DiskNameWithDotUnderscoreDashAndDigitsIsAccepted) {
+  auto r = Parse({"--disk", "vm-disk_3.x=/x", "--nbd", "unix:/s"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->disks[0].name, "vm-disk_3.x");
+}
+
+TEST(ParseSourceOptions, DiskNameWithSlashIsError) {
+  auto r = Parse({"--disk", "a/b=/x", "--nbd", "unix:/s"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "a/b")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, DiskNameStartingWithDotIsError) {
+  auto r = Parse({"--disk", ".hidden=/x", "--nbd", "unix:/s"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, ".hidden")) << r.status().message();
+}
+
+TEST(SourceDiskName, EmptyIsError) { EXPECT_FALSE(ValidateDiskName("").ok()); }
+
+TEST(SourceDiskName, SixtyFourBytesIsAccepted) {
+  EXPECT_TRUE(ValidateDiskName(std::string(kMaxDiskNameBytes, 'a')).ok());
+}
+
+TEST(SourceDiskName, SixtyFiveBytesIsError) {
+  EXPECT_FALSE(ValidateDiskName(std::string(kMaxDiskNameBytes + 1, 'a')).ok());
+}
+
+TEST(ParseSourceOptions, DiskNameOfSixtyFiveBytesIsError) {
+  auto r = Parse({"--disk", std::string(65, 'd') + "=/x", "--nbd", "unix:/s"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "64")) << r.status().message();
+}
+
+TEST(SourceDiskName, NonAsciiIsError) { EXPECT_FALSE(ValidateDiskName("disk\xc3\xa9").ok()); }
+
+TEST(SourceDiskName, SpaceIsError) { EXPECT_FALSE(ValidateDiskName("my disk").ok()); }
+
+// 1 GiB disk throughout: 50% is 512 MiB.
+constexpr uint64_t kDiskBytes = 1ull << 30;
+
+TEST(SourceOptionsJournalMaxBytes, DefaultIsHalfTheDisk) {
+  SourceOptions o;
+  DiskSpec d{"a", "/x", std::nullopt};
+  EXPECT_EQ(o.JournalMax(d).Resolve(kDiskBytes), kDiskBytes / 2);
+}
+
+TEST(SourceOptionsJournalMaxBytes, GlobalWinsOverDefault) {
+  SourceOptions o;
+  o.journal_max = ByteSize{64ull << 20, 0};
+  DiskSpec d{"a", "/x", std::nullopt};
+  EXPECT_EQ(o.JournalMax(d).Resolve(kDiskBytes), 64ull << 20);
+}
+
+TEST(SourceOptionsJournalMaxBytes, GlobalPercentResolvesAgainstTheDisk) {
+  SourceOptions o;
+  o.journal_max = ByteSize{0, 25};
+  DiskSpec d{"a", "/x", std::nullopt};
+  EXPECT_EQ(o.JournalMax(d).Resolve(kDiskBytes), kDiskBytes / 4);
+}
+
+TEST(SourceOptionsJournalMaxBytes, PerDiskWinsOverGlobal) {
+  SourceOptions o;
+  o.journal_max = ByteSize{64ull << 20, 0};
+  DiskSpec d{"a", "/x", ByteSize{8ull << 20, 0}};
+  EXPECT_EQ(o.JournalMax(d).Resolve(kDiskBytes), 8ull << 20);
+}
+
 TEST(SourceUsage, MentionsEveryOption) {
   const std::string usage = SourceUsage();
-  for (const char* opt : {"--disk", "--nbd", "--threads", "--log-level", "--help", "--version"}) {
+  for (const char* opt : {"--disk", "--nbd", "--fuse", "--state-dir", "--journal-max-bytes",
+                          "--config", "--threads", "--log-level", "--help", "--version"}) {
     EXPECT_NE(usage.find(opt), std::string::npos) << opt;
   }
 }

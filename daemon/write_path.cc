@@ -1,103 +1,429 @@
 #include "daemon/write_path.h"
 
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <ctime>
 
+#include "core/byte_size.h"
 #include "core/check.h"
+#include "core/journal_format.h"
+#include "core/log.h"
 
 namespace blockrep {
 namespace {
-// Shared source of zeroes for the fallback path; never written.
-alignas(4096) const uint8_t kZeroes[WritePath::kZeroChunkBytes] = {};
 
-bool FallocateUnsupported(int err) {
-  return err == -EOPNOTSUPP || err == -EINVAL || err == -ENODEV || err == -ENOTTY;
+// Zero padding that rounds a record up to kRecordAlignBytes; never written to.
+const uint8_t kPad[journal::kRecordAlignBytes] = {};
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
+
+void CallBackendDone(void* ctx, int err) { static_cast<nbd::BackendDone*>(ctx)->OnDone(err); }
+
 }  // namespace
 
-// One backing operation, driven step by step through the ring: short transfers resume
-// where they stopped, -EAGAIN/-EINTR retry, and a FUA trim or zero ends with fdatasync.
-class WritePath::DiskOp final : public IoCompletion {
+// One change (write, zero, trim) or journal marker, from reservation to reply.
+class WritePath::ChangeOp final : public IoCompletion {
  public:
-  enum class Step { kRead, kWrite, kFallocate, kWriteZeroes, kSync };
+  enum class Kind { kWrite, kZero, kTrim, kMarker };
 
-  DiskOp(WritePath& wp, IoRing& ring, nbd::BackendDone* done, Step step, uint64_t offset,
-         uint64_t length)
-      : wp_(wp), ring_(ring), done_(done), step_(step), offset_(offset), length_(length) {}
+  ChangeOp(WritePath& wp, IoRing& ring, nbd::BackendDone* done, Kind kind, uint64_t offset,
+           uint64_t length)
+      : wp_(wp), ring_(ring), done_(done), kind_(kind), offset_(offset), length_(length) {}
 
-  uint8_t* read_buf = nullptr;
-  const uint8_t* write_buf = nullptr;
-  bool fua = false;            // write: RWF_DSYNC; trim/zero: fdatasync afterwards
-  bool is_trim = false;        // fallocate failures are ignored: trim is advisory
-  bool fast_only = false;      // never fall back to writing zeroes
-  int fallocate_mode = 0;
+  // The change's parameters, set before Start().
+  const uint8_t* buf = nullptr;  // write payload
+  bool fua = false;
+  bool may_trim = false;
+  bool fast_only = false;
+  journal::MarkerType marker = journal::MarkerType::kNone;
+  std::string body;                 // marker body
+  std::vector<uint64_t> void_seqs;  // a void marker's seqs
 
-  void Submit() {
-    const int fd = wp_.disk_.fd();
-    io_uring_sqe* sqe = ring_.GetSqe(this);
-    switch (step_) {
-      case Step::kRead:
-        io_uring_prep_read(sqe, fd, read_buf + done_bytes_,
-                           static_cast<unsigned>(length_ - done_bytes_), offset_ + done_bytes_);
-        break;
-      case Step::kWrite:
-        io_uring_prep_write(sqe, fd, write_buf + done_bytes_,
-                            static_cast<unsigned>(length_ - done_bytes_), offset_ + done_bytes_);
-        if (fua) sqe->rw_flags = RWF_DSYNC;
-        break;
-      case Step::kFallocate:
-        io_uring_prep_fallocate(sqe, fd, fallocate_mode, static_cast<off_t>(offset_),
-                                static_cast<off_t>(length_));
-        break;
-      case Step::kWriteZeroes: {
-        uint64_t left = length_ - done_bytes_;
-        unsigned n = static_cast<unsigned>(left < kZeroChunkBytes ? left : kZeroChunkBytes);
-        io_uring_prep_write(sqe, fd, kZeroes, n, offset_ + done_bytes_);
-        break;
-      }
-      case Step::kSync:
-        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+  // Who hears of a marker's end (markers the write path makes have none at first).
+  void SetDone(nbd::BackendDone* done) { done_ = done; }
+
+  // Entry point for client changes: reserves, then writes the record (or, in bitmap mode,
+  // the bitmap pages) and then the backing change.
+  void Start() {
+    std::unique_lock<std::mutex> lock(wp_.mu_);
+    ++wp_.in_flight_;
+    if (wp_.mode_ == DiskMode::kJournaling && wp_.journal_->WouldExceedBudget(payload_bytes())) {
+      wp_.SwitchToBitmapLocked("the journal passed its budget of " +
+                               FormatBytes(wp_.journal_->max_bytes()));
+    }
+    if (wp_.mode_ == DiskMode::kJournaling) {
+      const int err = ReserveLocked();
+      lock.unlock();
+      if (err != 0) return Finish(err);
+      return SubmitRecord();
+    }
+    // Bitmap mode: the regions' bits must be on disk before the change is.
+    const bool durable = wp_.resync_durable_.AllSet(offset_, length_);
+    wp_.resync_.Mark(offset_, length_);
+    if (!durable) wp_.resync_.PagesOf(offset_, length_, &pages_);
+    lock.unlock();
+    if (pages_.empty()) return StartBacking();
+    WriteNextPage();
+  }
+
+  // REQUIRES wp_.mu_. Takes a seq, space and a place in RangeOrder; 0 or -errno.
+  int ReserveLocked() {
+    auto slot = wp_.journal_->Reserve(payload_bytes());
+    if (!slot.ok()) {
+      LOG_ERROR("disk %s: %s", wp_.disk_.name().c_str(), slot.status().message().c_str());
+      return -ENOSPC;
+    }
+    slot_ = std::move(slot).value();
+    journaled_ = true;
+    ++wp_.journaled_in_flight_;
+    if (kind_ != Kind::kMarker) {
+      entry_.owner = this;
+      entry_.offset = offset_;
+      entry_.length = length_;
+      wp_.ranges_.Enter(&entry_);
+      wp_.coverage_.Mark(offset_, length_);
+    }
+    return 0;
+  }
+
+  // Encodes and writes the record; REQUIRES a reservation.
+  void SubmitRecord() {
+    journal::RecordHeader h;
+    h.flags = fua ? journal::kRecordFlagFua : 0;
+    h.seq = slot_.seq;
+    h.payload_bytes = payload_bytes();
+    h.timestamp_ns = NowNs();
+    h.lowest_pending_seq = slot_.lowest_pending;
+    const uint8_t* payload = buf;
+    switch (kind_) {
+      case Kind::kWrite: h.kind = journal::RecordKind::kWrite; break;
+      case Kind::kZero: h.kind = journal::RecordKind::kZero; break;
+      case Kind::kTrim: h.kind = journal::RecordKind::kTrim; break;
+      case Kind::kMarker:
+        h.kind = journal::RecordKind::kMarker;
+        h.marker = marker;
+        payload = reinterpret_cast<const uint8_t*>(body.data());
         break;
     }
+    if (kind_ != Kind::kMarker) {
+      h.offset = offset_;
+      h.length = length_;
+    }
+    journal::EncodeRecord(wp_.journal_id_, h, payload, header_);
+    record_[0] = {header_, journal::kRecordHeaderBytes};
+    record_count_ = 1;
+    if (h.payload_bytes > 0) record_[record_count_++] = {const_cast<uint8_t*>(payload), h.payload_bytes};
+    const uint64_t pad = journal::RecordBytes(h.payload_bytes) - journal::kRecordHeaderBytes -
+                         h.payload_bytes;
+    if (pad > 0) record_[record_count_++] = {const_cast<uint8_t*>(kPad), pad};
+    record_bytes_ = journal::RecordBytes(h.payload_bytes);
+    written_ = 0;
+    phase_ = Phase::kJournal;
+    SubmitRecordRest();
   }
 
   void OnIoComplete(int32_t res) override {
-    if (res == -EAGAIN || res == -EINTR) return Submit();
-    switch (step_) {
-      case Step::kRead:
-      case Step::kWrite:
-      case Step::kWriteZeroes:
-        if (res < 0) return Finish(res);
-        // A zero-byte transfer inside the disk means it shrank under us: not retryable.
-        if (res == 0) return Finish(-EIO);
-        done_bytes_ += static_cast<uint64_t>(res);
-        if (done_bytes_ < length_) return Submit();
-        if (step_ == Step::kWriteZeroes && fua) return Then(Step::kSync);
-        return Finish(0);
-      case Step::kFallocate:
-        if (res == 0) return fua ? Then(Step::kSync) : Finish(0);
-        if (is_trim && FallocateUnsupported(res)) return Finish(0);
-        if (FallocateUnsupported(res)) {
-          if (fast_only) return Finish(-ENOTSUP);
-          return Then(Step::kWriteZeroes);
+    switch (phase_) {
+      case Phase::kJournal:
+        if (res == -EAGAIN || res == -EINTR) return SubmitRecordRest();
+        if (res < 0) return JournalFailed(res);
+        if (res == 0) return JournalFailed(-EIO);
+        written_ += static_cast<uint64_t>(res);
+        if (written_ < record_bytes_) return SubmitRecordRest();  // short write: go on
+        return JournalWritten();
+      case Phase::kWaitRange:
+        return StartBacking();  // resumed by the change that blocked it
+      case Phase::kBitmapPage:
+        if (res == -EAGAIN || res == -EINTR) return WriteNextPage();
+        if (res != static_cast<int32_t>(DirtyBitmap::kPageBytes)) {
+          LOG_ERROR("disk %s: bitmap page write: %s", wp_.disk_.name().c_str(),
+                    res < 0 ? std::strerror(-res) : "short write");
+          return Finish(res < 0 ? res : -EIO);
         }
-        return Finish(res);
-      case Step::kSync:
-        return Finish(res < 0 ? res : 0);
+        if (++page_index_ < pages_.size()) return WriteNextPage();
+        {
+          std::lock_guard<std::mutex> lock(wp_.mu_);
+          wp_.resync_durable_.Mark(offset_, length_);
+        }
+        return StartBacking();
+      case Phase::kBacking:
+        BLOCKREP_CHECK(false && "backing completions come through BackingIo::Done");
     }
   }
 
  private:
-  void Then(Step next) {
-    step_ = next;
-    done_bytes_ = 0;
-    Submit();
+  enum class Phase { kJournal, kWaitRange, kBitmapPage, kBacking };
+
+  uint32_t payload_bytes() const {
+    if (kind_ == Kind::kWrite) return static_cast<uint32_t>(length_);
+    if (kind_ == Kind::kMarker) return static_cast<uint32_t>(body.size());
+    return 0;
   }
+
+  void SubmitRecordRest() {
+    // The part of record_ from byte written_ on.
+    iovec iov[3];
+    int n = 0;
+    uint64_t skip = written_;
+    for (int i = 0; i < record_count_; ++i) {
+      if (skip >= record_[i].iov_len) {
+        skip -= record_[i].iov_len;
+        continue;
+      }
+      iov[n++] = {static_cast<uint8_t*>(record_[i].iov_base) + skip, record_[i].iov_len - skip};
+      skip = 0;
+    }
+    std::memcpy(rest_, iov, sizeof(iovec) * static_cast<size_t>(n));
+    wp_.io_.Writev(ring_, slot_.segment->fd.get(), rest_, n, slot_.file_offset + written_,
+                   fua ? RWF_DSYNC : 0, this);
+  }
+
+  void JournalWritten() {
+    bool go;
+    {
+      std::lock_guard<std::mutex> lock(wp_.mu_);
+      wp_.journal_->MarkWritten(slot_);
+      journal_done_ = true;
+      go = kind_ == Kind::kMarker || entry_.blockers == 0;
+      if (!go) phase_ = Phase::kWaitRange;
+    }
+    if (go) StartBacking();
+  }
+
+  void JournalFailed(int err) {
+    std::vector<RangeOrder::Entry*> ready;
+    {
+      std::lock_guard<std::mutex> lock(wp_.mu_);
+      if (!wp_.journal_failing_) {
+        LOG_ERROR("disk %s: journal write of seq %lu in %s at offset %lu failed: %s; the "
+                  "request fails (nothing unjournaled is acknowledged)",
+                  wp_.disk_.name().c_str(), static_cast<unsigned long>(slot_.seq),
+                  slot_.segment->path.c_str(), static_cast<unsigned long>(slot_.file_offset),
+                  std::strerror(-err));
+        wp_.journal_failing_ = true;
+      }
+      // This change never reaches the disk, so later overlapping ones need not wait for it.
+      if (kind_ != Kind::kMarker) wp_.ranges_.Leave(&entry_, &ready);
+      if (marker == journal::MarkerType::kVoid) {
+        wp_.void_in_flight_ = false;
+        wp_.voids_.insert(wp_.voids_.end(), void_seqs.begin(), void_seqs.end());
+      }
+      // The seq stays pending until a void marker says it was never written.
+      wp_.voids_.push_back(slot_.seq);
+      --wp_.journaled_in_flight_;
+      wp_.MaybeDropJournalLocked();
+    }
+    PostReady(ready);
+    Finish(err);
+  }
+
+  void StartBacking() {
+    phase_ = Phase::kBacking;
+    const BackingIo::Done done{&ChangeOp::BackingDone, this};
+    switch (kind_) {
+      case Kind::kWrite:
+        return wp_.backing_.Write(ring_, offset_, static_cast<uint32_t>(length_), buf, fua, done);
+      case Kind::kZero:
+        return wp_.backing_.WriteZeroes(ring_, offset_, length_, may_trim, fast_only, fua, done);
+      case Kind::kTrim:
+        return wp_.backing_.Trim(ring_, offset_, length_, fua, done, &trim_performed_);
+      case Kind::kMarker:
+        return Applied(0);
+    }
+  }
+
+  static void BackingDone(void* ctx, int err) { static_cast<ChangeOp*>(ctx)->Applied(err); }
+
+  // The backing change (if any) finished with err.
+  void Applied(int err) {
+    std::vector<RangeOrder::Entry*> ready;
+    {
+      std::lock_guard<std::mutex> lock(wp_.mu_);
+      if (journaled_) {
+        if (kind_ != Kind::kMarker) wp_.ranges_.Leave(&entry_, &ready);
+        wp_.journal_->Complete(slot_.seq);
+        if (marker == journal::MarkerType::kVoid) {
+          for (uint64_t s : void_seqs) wp_.journal_->Complete(s);
+          wp_.void_in_flight_ = false;
+        }
+        wp_.journal_failing_ = false;
+        --wp_.journaled_in_flight_;
+        // The journal holds a change the disk may not: only a resync can tell.
+        if (kind_ != Kind::kMarker && err != 0) {
+          wp_.MarkForResyncLocked(offset_, length_, std::strerror(-err));
+        } else if (kind_ == Kind::kTrim && !trim_performed_) {
+          wp_.MarkForResyncLocked(offset_, length_, "the file system cannot punch holes");
+        }
+      }
+      wp_.MaybeDropJournalLocked();
+    }
+    PostReady(ready);
+    Finish(err);
+  }
+
+  // Resumes, on their own rings, waiters whose journal record is already written.
+  // REQUIRES: ready came from RangeOrder::Leave under the mutex.
+  void PostReady(const std::vector<RangeOrder::Entry*>& ready) {
+    for (RangeOrder::Entry* e : ready) {
+      ChangeOp* w = FromEntry(e);
+      bool resume;
+      {
+        std::lock_guard<std::mutex> lock(wp_.mu_);
+        // Not yet journaled: it will find no blocker left when its record is written.
+        resume = w->journal_done_ && !w->resumed_;
+        if (resume) w->resumed_ = true;
+      }
+      if (resume) ring_.Post(w->ring_, w, 0);
+    }
+  }
+
+  static ChangeOp* FromEntry(RangeOrder::Entry* e) { return static_cast<ChangeOp*>(e->owner); }
+
+  void WriteNextPage() {
+    phase_ = Phase::kBitmapPage;
+    const uint32_t p = pages_[page_index_];
+    page_iov_ = {const_cast<uint8_t*>(wp_.resync_.page(p)), DirtyBitmap::kPageBytes};
+    wp_.io_.Writev(ring_, wp_.bitmap_fd_.get(), &page_iov_, 1, DirtyBitmap::PageFileOffset(p),
+                   RWF_DSYNC, this);
+  }
+
   void Finish(int err) {
+    {
+      std::lock_guard<std::mutex> lock(wp_.mu_);
+      --wp_.in_flight_;
+    }
     nbd::BackendDone* done = done_;
+    delete this;
+    if (done != nullptr) done->OnDone(err);
+  }
+
+  WritePath& wp_;
+  IoRing& ring_;
+  nbd::BackendDone* done_;  // null for markers the write path makes itself
+  const Kind kind_;
+  const uint64_t offset_;
+  const uint64_t length_;
+
+  Phase phase_ = Phase::kJournal;
+  bool journaled_ = false;
+  bool journal_done_ = false;   // guarded by wp_.mu_
+  bool resumed_ = false;        // guarded by wp_.mu_
+  bool trim_performed_ = false;
+  JournalWriter::Slot slot_;
+  RangeOrder::Entry entry_;     // guarded by wp_.mu_
+
+  uint8_t header_[journal::kRecordHeaderBytes];
+  iovec record_[3];
+  int record_count_ = 0;
+  iovec rest_[3];
+  uint64_t record_bytes_ = 0;
+  uint64_t written_ = 0;
+
+  std::vector<uint32_t> pages_;
+  size_t page_index_ = 0;
+  iovec page_iov_{};
+
+  friend class WritePath;
+};
+
+// A flush: fdatasync every journal segment written since the last flush, the backing disk
+// and the bitmap, in parallel; then a checkpoint record.
+class WritePath::FlushOp final {
+ public:
+  FlushOp(WritePath& wp, IoRing& ring, nbd::BackendDone* done) : wp_(wp), ring_(ring), done_(done) {
+    marker_done_.op = this;
+  }
+
+  void Start() {
+    std::vector<int> fds;
+    {
+      std::lock_guard<std::mutex> lock(wp_.mu_);
+      ++wp_.in_flight_;
+      if (wp_.journal_ != nullptr) {
+        segments_ = wp_.journal_->TakeDirty();
+        applied_below_ = wp_.journal_->lowest_pending();
+      }
+      if (wp_.mode_ == DiskMode::kBitmap || !wp_.resync_.empty()) fds.push_back(wp_.bitmap_fd_.get());
+    }
+    for (const auto& seg : segments_) fds.push_back(seg->fd.get());
+    fds.push_back(wp_.disk_.fd());
+    syncs_.resize(fds.size());
+    outstanding_ = fds.size();
+    for (size_t i = 0; i < fds.size(); ++i) {
+      syncs_[i].op = this;
+      syncs_[i].fd = fds[i];
+      wp_.io_.Fsync(ring_, fds[i], &syncs_[i]);
+    }
+  }
+
+ private:
+  struct Sync final : IoCompletion {
+    FlushOp* op = nullptr;
+    int fd = -1;
+    void OnIoComplete(int32_t res) override {
+      if (res == -EAGAIN || res == -EINTR) return op->wp_.io_.Fsync(op->ring_, fd, this);
+      op->SyncDone(res);
+    }
+  };
+
+  void SyncDone(int32_t res) {
+    if (res < 0 && err_ == 0) err_ = res;
+    if (--outstanding_ > 0) return;
+    ChangeOp* markers[2] = {nullptr, nullptr};
+    {
+      std::lock_guard<std::mutex> lock(wp_.mu_);
+      if (err_ != 0) {
+        LOG_ERROR("disk %s: flush: fdatasync failed: %s", wp_.disk_.name().c_str(),
+                  std::strerror(-err_));
+        if (wp_.journal_ != nullptr) wp_.journal_->ReturnDirty(segments_);
+      } else if (wp_.journal_ != nullptr && wp_.mode_ == DiskMode::kJournaling) {
+        wp_.journal_->NoteCheckpoint(applied_below_);
+        if (applied_below_ > wp_.last_checkpoint_written_) {
+          markers[0] = wp_.NewMarkerLocked(ring_, journal::MarkerType::kFlushCheckpoint,
+                                           journal::EncodeCheckpointBody(applied_below_));
+          if (markers[0] != nullptr) wp_.last_checkpoint_written_ = applied_below_;
+        }
+        // Seqs whose record write failed get their void marker here, where a flush shows
+        // the journal's disk works again.
+        markers[1] = wp_.MaybeVoidMarkerLocked(ring_);
+      }
+    }
+    // The markers finish before the reply, so no operation outlives the request that
+    // started it (a clean stop then finds nothing in flight).
+    for (ChangeOp* m : markers) {
+      if (m == nullptr) continue;
+      ++markers_left_;
+      m->SetDone(&marker_done_);
+    }
+    if (markers_left_ == 0) return Reply();
+    for (ChangeOp* m : markers) {
+      if (m != nullptr) m->SubmitRecord();
+    }
+  }
+
+  // A marker's record failing is not the flush's failure: the data was already durable.
+  struct MarkerDone final : nbd::BackendDone {
+    FlushOp* op = nullptr;
+    void OnDone(int) override {
+      if (--op->markers_left_ == 0) op->Reply();
+    }
+  };
+
+  void Reply() {
+    {
+      std::lock_guard<std::mutex> lock(wp_.mu_);
+      --wp_.in_flight_;
+    }
+    nbd::BackendDone* done = done_;
+    const int err = err_;
     delete this;
     done->OnDone(err);
   }
@@ -105,11 +431,38 @@ class WritePath::DiskOp final : public IoCompletion {
   WritePath& wp_;
   IoRing& ring_;
   nbd::BackendDone* done_;
-  Step step_;
-  uint64_t offset_;
-  uint64_t length_;
-  uint64_t done_bytes_ = 0;
+  std::vector<std::shared_ptr<JournalSegment>> segments_;
+  uint64_t applied_below_ = 0;
+  std::vector<Sync> syncs_;
+  size_t outstanding_ = 0;
+  int err_ = 0;
+  int markers_left_ = 0;
+  MarkerDone marker_done_;
 };
+
+WritePath::WritePath(Parts parts)
+    : disk_(*parts.disk),
+      io_(*parts.io),
+      backing_(*parts.disk, *parts.io),
+      mode_(parts.state.mode),
+      journal_(std::move(parts.journal)),
+      resync_(std::move(parts.resync)),
+      resync_durable_(resync_),
+      coverage_(std::move(parts.coverage)),
+      bitmap_fd_(std::move(parts.bitmap_fd)),
+      bitmap_path_(std::move(parts.bitmap_path)),
+      state_(std::move(parts.state)),
+      state_path_(std::move(parts.state_path)) {
+  BLOCKREP_CHECK(resync_.disk_bytes() == disk_.size_bytes());
+  BLOCKREP_CHECK(coverage_.disk_bytes() == disk_.size_bytes());
+  BLOCKREP_CHECK(mode_ == DiskMode::kBitmap || journal_ != nullptr);
+  if (journal_ != nullptr) {
+    journal_id_ = journal_->journal_id();
+    last_checkpoint_written_ = journal_->checkpoint();
+  }
+}
+
+WritePath::~WritePath() { BLOCKREP_CHECK(in_flight_ == 0); }
 
 nbd::BackendCapabilities WritePath::capabilities() const {
   nbd::BackendCapabilities caps;
@@ -117,58 +470,215 @@ nbd::BackendCapabilities WritePath::capabilities() const {
   caps.can_trim = true;
   caps.can_zero = true;
   caps.can_fast_zero = true;
+  // All connections share the backing fd and the page cache: a flush covers every write
+  // completed on any of them.
   caps.can_multi_conn = true;
   return caps;
 }
 
 void WritePath::Read(IoRing& ring, uint64_t offset, uint32_t length, uint8_t* buf,
                      nbd::BackendDone* done) {
-  auto* op = new DiskOp(*this, ring, done, DiskOp::Step::kRead, offset, length);
-  op->read_buf = buf;
-  op->Submit();
+  backing_.Read(ring, offset, length, buf, BackingIo::Done{&CallBackendDone, done});
 }
 
 void WritePath::Write(IoRing& ring, uint64_t offset, uint32_t length, const uint8_t* buf,
                       bool fua, nbd::BackendDone* done) {
-  BLOCKREP_CHECK(offset + length <= disk_.size_bytes());
-  auto* op = new DiskOp(*this, ring, done, DiskOp::Step::kWrite, offset, length);
-  op->write_buf = buf;
+  BLOCKREP_CHECK(offset + length <= disk_.size_bytes() && length <= journal::kMaxPayloadBytes);
+  if (length == 0) return done->OnDone(0);
+  auto* op = new ChangeOp(*this, ring, done, ChangeOp::Kind::kWrite, offset, length);
+  op->buf = buf;
   op->fua = fua;
-  op->Submit();
+  op->Start();
 }
 
 void WritePath::WriteZeroes(IoRing& ring, uint64_t offset, uint64_t length, bool may_trim,
                             bool fast_only, bool fua, nbd::BackendDone* done) {
   BLOCKREP_CHECK(offset + length <= disk_.size_bytes());
-  auto* op = new DiskOp(*this, ring, done, DiskOp::Step::kFallocate, offset, length);
-  op->fua = fua;
+  if (length == 0) return done->OnDone(0);
+  auto* op = new ChangeOp(*this, ring, done, ChangeOp::Kind::kZero, offset, length);
+  op->may_trim = may_trim;
   op->fast_only = fast_only;
-  // A file zeroes in place either way. On a block device only PUNCH_HOLE promises not to
-  // fall back to writing zeroes (BLKDEV_ZERO_NOFALLBACK), so a fast zero must use it.
-  const bool punch = may_trim || (fast_only && disk_.is_block_device());
-  op->fallocate_mode =
-      (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) | FALLOC_FL_KEEP_SIZE;
-  op->Submit();
+  op->fua = fua;
+  op->Start();
 }
 
 void WritePath::Trim(IoRing& ring, uint64_t offset, uint64_t length, bool fua,
                      nbd::BackendDone* done) {
   BLOCKREP_CHECK(offset + length <= disk_.size_bytes());
-  auto* op = new DiskOp(*this, ring, done, DiskOp::Step::kFallocate, offset, length);
+  if (length == 0) return done->OnDone(0);
+  auto* op = new ChangeOp(*this, ring, done, ChangeOp::Kind::kTrim, offset, length);
   op->fua = fua;
-  op->is_trim = true;
-  op->fallocate_mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-  op->Submit();
+  op->Start();
 }
 
 void WritePath::Flush(IoRing& ring, nbd::BackendDone* done) {
-  auto* op = new DiskOp(*this, ring, done, DiskOp::Step::kSync, 0, 0);
-  op->Submit();
+  (new FlushOp(*this, ring, done))->Start();
 }
 
 Status WritePath::BlockStatus(uint64_t offset, uint64_t length, uint32_t max_extents,
                               std::vector<nbd::Extent>* extents) {
   return disk_.Extents(offset, length, max_extents, extents);
+}
+
+WritePath::ChangeOp* WritePath::NewMarkerLocked(IoRing& ring, journal::MarkerType type,
+                                                std::string body) {
+  if (mode_ != DiskMode::kJournaling || journal_ == nullptr) return nullptr;
+  auto* op = new ChangeOp(*this, ring, nullptr, ChangeOp::Kind::kMarker, 0, 0);
+  op->marker = type;
+  op->body = std::move(body);
+  if (op->ReserveLocked() != 0) {
+    delete op;
+    return nullptr;
+  }
+  ++in_flight_;
+  return op;
+}
+
+WritePath::ChangeOp* WritePath::MaybeVoidMarkerLocked(IoRing& ring) {
+  if (voids_.empty() || void_in_flight_ || mode_ != DiskMode::kJournaling) return nullptr;
+  const size_t n = std::min<size_t>(voids_.size(), journal::kMaxVoidSeqs);
+  std::vector<uint64_t> seqs(voids_.begin(), voids_.begin() + static_cast<long>(n));
+  ChangeOp* op = NewMarkerLocked(ring, journal::MarkerType::kVoid, journal::EncodeVoidBody(seqs));
+  if (op == nullptr) return nullptr;
+  voids_.erase(voids_.begin(), voids_.begin() + static_cast<long>(n));
+  op->void_seqs = std::move(seqs);
+  void_in_flight_ = true;
+  return op;
+}
+
+void WritePath::SwitchToBitmapLocked(const std::string& reason) {
+  BLOCKREP_CHECK(mode_ == DiskMode::kJournaling);
+  mode_ = DiskMode::kBitmap;
+  resync_.Merge(coverage_);
+  Status st = resync_.WriteTo(bitmap_fd_.get(), bitmap_path_);
+  if (st.ok()) {
+    resync_durable_ = resync_;
+  } else {
+    LOG_ERROR("disk %s: %s", disk_.name().c_str(), st.ToString().c_str());
+  }
+  state_.mode = DiskMode::kBitmap;
+  state_.reason = reason;
+  state_.since = NowRfc3339();
+  state_.next_seq = journal_->next_seq();
+  Status saved = SaveStateLocked();
+  // The journal may go only once the state file says it is gone and the bitmap holds its
+  // regions; otherwise a restart would find neither.
+  journal_droppable_ = st.ok() && saved.ok();
+  voids_.clear();
+  LOG_WARN("disk %s: %s: now tracking changes in a dirty bitmap (%lu regions of %s dirty); "
+           "resync required",
+           disk_.name().c_str(), reason.c_str(), static_cast<unsigned long>(resync_.dirty_regions()),
+           FormatBytes(DirtyBitmap::kRegionBytes).c_str());
+  MaybeDropJournalLocked();
+}
+
+void WritePath::MaybeDropJournalLocked() {
+  if (mode_ != DiskMode::kBitmap || journal_ == nullptr || journaled_in_flight_ > 0 ||
+      !journal_droppable_) {
+    return;
+  }
+  Status st = journal_->DeleteAll();
+  if (!st.ok()) {
+    LOG_ERROR("disk %s: dropping the journal: %s", disk_.name().c_str(), st.ToString().c_str());
+    return;
+  }
+  journal_.reset();
+  coverage_.Clear();
+  LOG_INFO("disk %s: journal deleted; its changes are in the dirty bitmap", disk_.name().c_str());
+}
+
+void WritePath::MarkForResyncLocked(uint64_t offset, uint64_t length, const char* why) {
+  std::vector<uint32_t> pages;
+  if (!resync_.Mark(offset, length, &pages)) return;
+  LOG_WARN("disk %s: range %lu+%lu marked for resync: the journal has the change but the disk "
+           "may not (%s)",
+           disk_.name().c_str(), static_cast<unsigned long>(offset),
+           static_cast<unsigned long>(length), why);
+  for (uint32_t p : pages) {
+    ssize_t n = ::pwrite(bitmap_fd_.get(), resync_.page(p), DirtyBitmap::kPageBytes,
+                         static_cast<off_t>(DirtyBitmap::PageFileOffset(p)));
+    if (n != static_cast<ssize_t>(DirtyBitmap::kPageBytes)) {
+      LOG_ERROR("disk %s: writing bitmap page %u: %s", disk_.name().c_str(), p,
+                n < 0 ? std::strerror(errno) : "short write");
+      return;
+    }
+  }
+  if (::fdatasync(bitmap_fd_.get()) != 0) {
+    LOG_ERROR("disk %s: fdatasync %s: %s", disk_.name().c_str(), bitmap_path_.c_str(),
+              std::strerror(errno));
+    return;
+  }
+  resync_durable_.Mark(offset, length);
+}
+
+Status WritePath::SaveStateLocked() {
+  Status st = state_.Save(state_path_);
+  if (!st.ok()) LOG_ERROR("disk %s: saving state: %s", disk_.name().c_str(), st.ToString().c_str());
+  return st;
+}
+
+Status WritePath::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  BLOCKREP_CHECK(in_flight_ == 0);
+  Status first;
+  auto keep = [&first](Status st) {
+    if (!st.ok() && first.ok()) first = std::move(st);
+  };
+  if (::fdatasync(disk_.fd()) != 0) keep(Status::FromErrno(errno, "fdatasync " + disk_.path()));
+  if (journal_ != nullptr && mode_ == DiskMode::kJournaling) {
+    for (const auto& seg : journal_->TakeDirty()) {
+      if (::fdatasync(seg->fd.get()) != 0) keep(Status::FromErrno(errno, "fdatasync " + seg->path));
+    }
+    while (!voids_.empty() && first.ok()) {
+      const size_t n = std::min<size_t>(voids_.size(), journal::kMaxVoidSeqs);
+      std::vector<uint64_t> seqs(voids_.begin(), voids_.begin() + static_cast<long>(n));
+      voids_.erase(voids_.begin(), voids_.begin() + static_cast<long>(n));
+      auto st = journal_->AppendMarkerSync(journal::MarkerType::kVoid, journal::EncodeVoidBody(seqs));
+      if (st.ok()) {
+        for (uint64_t s : seqs) journal_->Complete(s);
+      }
+      keep(st.status());
+    }
+    // Everything is on the backing disk now: a restart need replay nothing.
+    if (first.ok()) {
+      keep(journal_->AppendMarkerSync(journal::MarkerType::kFlushCheckpoint,
+                                      journal::EncodeCheckpointBody(journal_->next_seq() + 1))
+               .status());
+    }
+  }
+  if (mode_ == DiskMode::kBitmap || !resync_.empty()) {
+    if (::fdatasync(bitmap_fd_.get()) != 0) keep(Status::FromErrno(errno, "fdatasync " + bitmap_path_));
+  }
+  if (journal_ != nullptr) state_.next_seq = journal_->next_seq();
+  state_.clean_shutdown = first.ok();
+  keep(SaveStateLocked());
+  return first;
+}
+
+Result<uint64_t> WritePath::ReclaimJournal(uint64_t upto_seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (journal_ == nullptr) return uint64_t{0};
+  return journal_->Reclaim(upto_seq);
+}
+
+WritePath::Stats WritePath::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stats s;
+  s.mode = mode_;
+  s.reason = state_.reason;
+  s.error = state_.error;
+  if (journal_ != nullptr) {
+    s.journal_bytes = journal_->bytes();
+    s.journal_max_bytes = journal_->max_bytes();
+    s.journal_segments = journal_->segment_count();
+    s.next_seq = journal_->next_seq();
+    s.lowest_pending_seq = journal_->lowest_pending();
+  } else {
+    s.next_seq = state_.next_seq;
+  }
+  s.dirty_regions = resync_.dirty_regions();
+  s.changes_in_flight = in_flight_;
+  return s;
 }
 
 }  // namespace blockrep

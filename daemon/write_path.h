@@ -1,31 +1,73 @@
 // WritePath: the one place through which every change to a protected disk passes.
 //
-// Every NBD write, write-zeroes and trim (and, from the FUSE front door, every write,
-// fallocate and fsync) becomes a call here; nothing else writes the backing disk. That is
-// what lets the journal intercept all changes: it slots in as a second submission beside
-// the backing write, and the caller's completion waits for both. Reads pass through too, so
-// that one object answers for the disk's contents.
+// Every NBD write, write-zeroes and trim, and every FUSE write, fallocate and fsync, becomes
+// a call here; nothing else writes the backing disk. A change is journaled first and applied
+// second (docs/formats/journal.md, "Writing"):
 //
-// All backing I/O goes through the caller's io_uring (see nbd::Backend). FUA writes use
-// RWF_DSYNC; FUA trims and zeroes, and flushes, use fdatasync (IORING_FSYNC_DATASYNC).
-// Because all connections share the backing fd and the page cache, a flush covers every
-// write completed on any connection (NBD_FLAG_CAN_MULTI_CONN).
+//   Start    under the mutex: a seq and space in the journal (JournalWriter::Reserve), and
+//            a place in RangeOrder after every earlier overlapping change
+//   journal  the record (header + payload, one writev) goes to its segment
+//   backing  once the record is written and no earlier overlapping change is in flight, the
+//            change goes to the backing disk (BackingIo)
+//   reply    when both are done; FUA makes both durable first (RWF_DSYNC / fdatasync)
 //
-// Thread-safety: safe for concurrent calls from several workers, each with its own ring.
+// Nothing is acknowledged that is not journaled: a failed journal write fails the request
+// (its seq is then voided by a void marker, so readers never take the hole for corruption).
+// A backing change that fails after its record was written fails the request and marks its
+// regions in the resync bitmap, since the journal now holds a change the disk may lack.
+//
+// Budget: when a record would take the journal past its budget, the disk switches to
+// tracking changes in the persistent dirty bitmap (DiskMode::kBitmap, "resync required"):
+// every region the journal's records touched is marked, the journal is deleted once its last
+// record is done, and from then on a change first makes its regions' bits durable and then
+// goes to the backing disk. Writes keep succeeding.
+//
+// A flush fdatasyncs the journal segments written since the last flush, the backing disk
+// and the bitmap, replies, then appends a flush checkpoint (every seq below it is on the
+// backing disk) so a restart replays only the journal after it.
+//
+// Reads go straight to the backing disk. Operations belong to the calling thread's ring;
+// when one change finishes and an overlapping change from another thread may proceed, that
+// change is resumed on its own ring through IoRing::Post.
+//
+// Thread-safety: safe for concurrent calls from several threads, each with its own ring.
+// Lifetime: created by ProtectedDisk, which owns everything referenced here.
 #pragma once
 
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/dirty_bitmap.h"
+#include "core/disk_state.h"
+#include "core/file_io.h"
+#include "core/unique_fd.h"
 #include "daemon/backing_disk.h"
+#include "daemon/backing_io.h"
+#include "daemon/journal_writer.h"
+#include "daemon/range_order.h"
 #include "nbd/backend.h"
 
 namespace blockrep {
 
 class WritePath final : public nbd::Backend {
  public:
-  // Bytes of zeroes written per step when the file system cannot zero a range in place.
-  static constexpr uint32_t kZeroChunkBytes = 1u << 20;
+  struct Parts {
+    BackingDisk* disk = nullptr;
+    FileIo* io = nullptr;
+    // Null when the disk starts in bitmap mode (its journal is gone).
+    std::unique_ptr<JournalWriter> journal;
+    DirtyBitmap resync{0};       // persistent resync bitmap, as loaded
+    DirtyBitmap coverage{0};     // regions the journal's records touch
+    UniqueFd bitmap_fd;          // the open bitmap file (resync bitmap), O_RDWR
+    std::string bitmap_path;
+    DiskState state;
+    std::string state_path;
+  };
 
-  // disk must outlive this.
-  explicit WritePath(BackingDisk& disk) : disk_(disk) {}
+  explicit WritePath(Parts parts);
+  ~WritePath() override;
 
   uint64_t size_bytes() const override { return disk_.size_bytes(); }
   nbd::BackendCapabilities capabilities() const override;
@@ -42,11 +84,76 @@ class WritePath final : public nbd::Backend {
   Status BlockStatus(uint64_t offset, uint64_t length, uint32_t max_extents,
                      std::vector<nbd::Extent>* extents) override;
 
+  // Frees journal segments whose records all have seq <= upto_seq (and are on the backing
+  // disk): what the shipper calls once the target has acknowledged them.
+  Result<uint64_t> ReclaimJournal(uint64_t upto_seq);
+
+  struct Stats {
+    DiskMode mode;
+    std::string reason;
+    std::string error;
+    uint64_t journal_bytes = 0;
+    uint64_t journal_max_bytes = 0;
+    uint64_t journal_segments = 0;
+    uint64_t next_seq = 0;
+    uint64_t lowest_pending_seq = 0;
+    uint64_t dirty_regions = 0;
+    uint64_t changes_in_flight = 0;
+  };
+  Stats stats() const;
+
+  // Clean stop. REQUIRES: no operation in flight (the front doors have stopped). Syncs the
+  // journal, the disk and the bitmap, appends a final checkpoint, and records a clean
+  // shutdown in the state file.
+  Status Close();
+
   BackingDisk& disk() { return disk_; }
 
  private:
-  class DiskOp;
+  class ChangeOp;
+  class FlushOp;
+  friend class ChangeOp;
+  friend class FlushOp;
+
+  // REQUIRES mu_. Leaves journaling for the bitmap; `reason` says why.
+  void SwitchToBitmapLocked(const std::string& reason);
+  // REQUIRES mu_. Deletes the journal once the switch to the bitmap has no record in flight.
+  void MaybeDropJournalLocked();
+  // REQUIRES mu_. Starts a void marker for seqs whose journal write failed, if none is in
+  // flight; returns it (to be submitted after the mutex is released) or null.
+  ChangeOp* MaybeVoidMarkerLocked(IoRing& ring);
+  // REQUIRES mu_. Marks [offset, offset+length) for resync and writes the bitmap pages now
+  // (synchronously: this is the rare path of a failed backing change).
+  void MarkForResyncLocked(uint64_t offset, uint64_t length, const char* why);
+  Status SaveStateLocked();
+  // REQUIRES mu_. A marker record the write path writes for itself (flush checkpoint, void
+  // marker), reserved; submit it with SubmitRecord() after releasing the mutex. Null when
+  // the journal cannot take it.
+  ChangeOp* NewMarkerLocked(IoRing& ring, journal::MarkerType type, std::string body);
+
   BackingDisk& disk_;
+  FileIo& io_;
+  BackingIo backing_;
+
+  mutable std::mutex mu_;
+  DiskMode mode_;                          // guarded by mu_
+  std::unique_ptr<JournalWriter> journal_; // guarded by mu_; null once dropped
+  RangeOrder ranges_;                      // guarded by mu_
+  DirtyBitmap resync_;                     // guarded by mu_
+  DirtyBitmap resync_durable_;             // guarded by mu_: bits known to be on disk
+  DirtyBitmap coverage_;                   // guarded by mu_
+  UniqueFd bitmap_fd_;
+  std::string bitmap_path_;
+  DiskState state_;                        // guarded by mu_
+  std::string state_path_;
+  std::vector<uint64_t> voids_;            // guarded by mu_: failed seqs awaiting a marker
+  bool void_in_flight_ = false;            // guarded by mu_
+  uint64_t in_flight_ = 0;                 // guarded by mu_: changes and flushes not finished
+  uint64_t journaled_in_flight_ = 0;       // guarded by mu_: of those, with a record slot
+  bool journal_failing_ = false;           // guarded by mu_: last record write failed (log once)
+  bool journal_droppable_ = false;         // guarded by mu_: see SwitchToBitmapLocked
+  uint64_t last_checkpoint_written_ = 0;   // guarded by mu_
+  uint64_t journal_id_ = 0;                // constant after construction
 };
 
 }  // namespace blockrep

@@ -1,4 +1,6 @@
-// Checks WritePath's reads, writes, zeroes, trims and flushes against a real temporary file
+// Checks WritePath's reads, writes, zeroes, trims and flushes (journaled, as the daemon runs
+// them: the disk is opened through ProtectedDisk with its state beside it) against a real
+// temporary file
 // (on the test temp dir's file system and on tmpfs, which lacks ZERO_RANGE and so takes the
 // write-zeroes fallback) through a real io_uring, driving completions on the test thread until
 // each operation's BackendDone fires, and verifying contents and allocation with syscalls.
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "core/io_ring.h"
+#include "daemon/protected_disk.h"
 #include "nbd/protocol.h"
 
 namespace blockrep {
@@ -65,18 +68,24 @@ class WritePathTest : public ::testing::TestWithParam<std::string> {
     ASSERT_EQ(::fsync(fd), 0);
     ::close(fd);
 
-    auto disk = BackingDisk::Open("disk0", path_);
-    ASSERT_TRUE(disk.ok()) << disk.status().ToString();
-    disk_.emplace(std::move(disk).value());
-    wp_ = std::make_unique<WritePath>(*disk_);
+    ProtectedDisk::Options opts;
+    opts.state_dir = dir_ + "/state";
+    opts.journal_max = ByteSize{0, 100};
+    auto pd = ProtectedDisk::Open("disk0", path_, opts);
+    ASSERT_TRUE(pd.ok()) << pd.status().ToString();
+    pd_ = std::move(pd).value();
+    disk_ = &pd_->backing();
+    wp_ = &pd_->write_path();
     auto ring = IoRing::Create(64);
     ASSERT_TRUE(ring.ok()) << ring.status().ToString();
     ring_ = std::move(ring).value();
   }
 
   void TearDown() override {
-    wp_.reset();
-    disk_.reset();
+    if (pd_ != nullptr) {
+      EXPECT_TRUE(pd_->Close().ok());
+    }
+    pd_.reset();
     ring_.reset();
     if (!dir_.empty()) {
       std::error_code ec;
@@ -151,8 +160,9 @@ class WritePathTest : public ::testing::TestWithParam<std::string> {
 
   std::string dir_;
   std::string path_;
-  std::optional<BackingDisk> disk_;
-  std::unique_ptr<WritePath> wp_;
+  std::unique_ptr<ProtectedDisk> pd_;
+  BackingDisk* disk_ = nullptr;
+  WritePath* wp_ = nullptr;
   std::unique_ptr<IoRing> ring_;
 };
 
@@ -233,7 +243,7 @@ TEST_P(WritePathTest, WriteZeroesUnalignedReadsBackZero) {
 
 TEST_P(WritePathTest, WriteZeroesOverSeveralZeroChunksReadsBackZero) {
   const uint64_t offset = 100 * kKiB;
-  const uint64_t length = 2 * WritePath::kZeroChunkBytes + 12345;
+  const uint64_t length = 2 * BackingIo::kZeroChunkBytes + 12345;
   ASSERT_LT(offset + length, kFileBytes);
   ASSERT_EQ(WriteZeroes(offset, length, /*may_trim=*/false), 0);
   EXPECT_EQ(FileBytes(offset, length), std::string(length, '\0'));
@@ -242,7 +252,7 @@ TEST_P(WritePathTest, WriteZeroesOverSeveralZeroChunksReadsBackZero) {
 }
 
 TEST_P(WritePathTest, FuaWriteZeroesOverSeveralZeroChunksReadsBackZero) {
-  const uint64_t length = WritePath::kZeroChunkBytes + 4096;
+  const uint64_t length = BackingIo::kZeroChunkBytes + 4096;
   ASSERT_EQ(WriteZeroes(0, length, /*may_trim=*/false, /*fast_only=*/false, /*fua=*/true), 0);
   EXPECT_EQ(FileBytes(0, length), std::string(length, '\0'));
   EXPECT_EQ(FileBytes(length, 1), std::string(1, kFill));

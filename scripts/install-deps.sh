@@ -5,11 +5,14 @@ set -euo pipefail
 
 packages=(
   # build
-  g++ make pkg-config liburing-dev libsystemd-dev libxxhash-dev libgtest-dev
+  g++ make pkg-config liburing-dev libsystemd-dev libxxhash-dev libgtest-dev libfuse3-dev
+  libtomlplusplus-dev nlohmann-json3-dev
   # the libFuzzer target
   clang libclang-rt-14-dev
   # real clients for the integration tests, the demo and the benchmark
   fio libnbd-bin python3-libnbd qemu-utils nbdkit
+  # FUSE front door: fusermount3, and ext4 on a loop device in the tests
+  fuse3 e2fsprogs util-linux
 )
 
 missing=()

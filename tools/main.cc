@@ -1,21 +1,41 @@
-// blockrep: the operator CLI. This version answers --help and --version; the status,
-// journal and failover commands arrive with the daemons' control API.
+// blockrep: the operator CLI. Commands so far: `journal dump|verify` (offline inspection of
+// a protected disk's journal). status, failover and the rest arrive with the daemons'
+// control API.
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "core/version.h"
+#include "tools/journal_command.h"
+
+namespace {
+
+const char kUsage[] = R"(usage: blockrep COMMAND [ARGS]
+
+commands:
+  journal dump|verify   inspect a protected disk's journal (blockrep journal --help)
+
+  --help                this text
+  --version             print the version
+)";
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && std::strcmp(argv[1], "--version") == 0) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--version") {
     std::printf("blockrep %s\n", blockrep::kVersion);
     return 0;
   }
-  if (argc == 2 && std::strcmp(argv[1], "--help") == 0) {
-    std::printf("usage: blockrep --version | --help\n\n"
-                "No operator commands are implemented in this version yet.\n");
+  if (cmd == "--help" || cmd == "help") {
+    std::fputs(kUsage, stdout);
     return 0;
   }
-  std::fprintf(stderr, "blockrep: no operator commands are implemented in this version (%s)\n",
-               blockrep::kVersion);
+  if (cmd == "journal") return blockrep::RunJournalCommand(argc - 1, argv + 1);
+  std::fprintf(stderr, "blockrep: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -138,9 +138,13 @@ _probe_uri() {
 }
 
 # start_source ARGS...: start the server with ARGS, wait (bounded) until `nbdinfo --list` works.
+# Without a --state-dir among ARGS, the state goes to $STATE (= $T/state), never to the
+# system default.
+STATE=$T/state
 start_source() {
   [ -x "$BLOCKREP_SOURCE" ] || fail "server binary $BLOCKREP_SOURCE is missing (make all)"
   local uri sock deadline
+  case " $* " in *" --state-dir "*|*" --state-dir="*) ;; *) set -- "$@" --state-dir "$STATE" ;; esac
   uri=$(_probe_uri "$@")
   [ -n "$uri" ] || fail "start_source: no --nbd unix:/tcp: argument to probe"
   "$BLOCKREP_SOURCE" "$@" 2> "$SOURCE_LOG" &
@@ -230,4 +234,57 @@ raw_check() {
     fail "${1:+$1: }$(echo "$out" | tail -n 1)"
   fi
   [ -z "$out" ] || echo "$out"
+}
+
+# --- mounts (FUSE tests) ----------------------------------------------------------------------
+
+# track_mount DIR: DIR is a mount point the test made (the daemon's --fuse directory, a file
+# system on a loop device). On exit, before the usual cleanup, every tracked mount point that
+# is still mounted is unmounted, newest first (lazily when busy or stale), so $T can be removed.
+_TRACKED_MOUNTS=()
+track_mount() {
+  _TRACKED_MOUNTS+=("$1")
+  trap '_umount_tracked; _cleanup' EXIT
+}
+
+_umount_tracked() {
+  local i m
+  for ((i = ${#_TRACKED_MOUNTS[@]} - 1; i >= 0; i--)); do
+    m=${_TRACKED_MOUNTS[i]}
+    findmnt -M "$m" > /dev/null 2>&1 || continue
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+}
+
+# is_fuse_mount DIR: DIR is the mount point of a blockrep FUSE mount right now.
+is_fuse_mount() { [ "$(findmnt -n -o FSTYPE -M "$1" 2>/dev/null)" = fuse.blockrep ]; }
+
+# --- crashes and the journal ------------------------------------------------------------------
+
+# kill9_source: SIGKILL the server (a crash: no cleanup runs) and reap it.
+kill9_source() {
+  [ -n "$SOURCE_PID" ] || fail "kill9_source: server not running"
+  kill -KILL "$SOURCE_PID" 2>/dev/null || true
+  wait_exit "$SOURCE_PID" 10 || fail "server survived SIGKILL"
+  wait "$SOURCE_PID" 2>/dev/null || true
+  SOURCE_PID=""
+}
+
+BLOCKREP_CLI=${BLOCKREP_CLI:-$REPO/build/blockrep}
+
+# journal_verify DISK [BACKING]: `blockrep journal verify` on $STATE; with BACKING also checks
+# the disk holds the journal's view. Fails the test (printing the report) if it is not OK.
+journal_verify() {
+  local out rc=0
+  out=$("$BLOCKREP_CLI" journal verify --state-dir "$STATE" --disk "$1" ${2:+--backing "$2"} 2>&1) || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "$out"
+    fail "blockrep journal verify --disk $1${2:+ --backing $2} exited $rc"
+  fi
+}
+
+# state_field DISK KEY: a value from $STATE/disks/DISK/state.json.
+state_field() {
+  /usr/bin/python3 -c 'import json, sys; v = json.load(open(sys.argv[1]))[sys.argv[2]]; print(str(v).lower() if isinstance(v, bool) else v)' \
+    "$STATE/disks/$1/state.json" "$2"
 }

@@ -1,0 +1,137 @@
+#include "core/disk_state.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "core/unique_fd.h"
+
+namespace blockrep {
+namespace {
+
+// state.json is a few hundred bytes; refuse to read anything much larger.
+constexpr size_t kMaxStateBytes = 64u << 10;
+constexpr char kFormat[] = "blockrep-disk-state";
+
+Status WriteFileDurably(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) return Status::FromErrno(errno, "create " + tmp);
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status::FromErrno(n < 0 ? errno : ENOSPC, "write " + tmp);
+    done += static_cast<size_t>(n);
+  }
+  if (::fdatasync(fd.get()) != 0) return Status::FromErrno(errno, "fdatasync " + tmp);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno(errno, "rename " + tmp);
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dfd.valid() || ::fsync(dfd.get()) != 0) return Status::FromErrno(errno, "fsync " + dir);
+  return Status::Ok();
+}
+
+}  // namespace
+
+const char* DiskModeName(DiskMode mode) {
+  return mode == DiskMode::kJournaling ? "journaling" : "bitmap";
+}
+
+std::string NowRfc3339() {
+  time_t now = ::time(nullptr);
+  tm utc;
+  gmtime_r(&now, &utc);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return buf;
+}
+
+std::string DiskState::ToJson() const {
+  nlohmann::ordered_json j;
+  j["format"] = kFormat;
+  j["version"] = kVersion;
+  j["disk"] = disk;
+  j["path"] = path;
+  j["disk_bytes"] = disk_bytes;
+  j["mode"] = DiskModeName(mode);
+  j["resync_required"] = resync_required();
+  j["reason"] = reason;
+  j["error"] = error;
+  j["since"] = since;
+  j["next_seq"] = next_seq;
+  j["clean_shutdown"] = clean_shutdown;
+  return j.dump(2) + "\n";
+}
+
+Result<DiskState> DiskState::FromJson(const std::string& text, const std::string& where) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::Corruption(where + ": not a JSON object");
+  }
+  auto bad = [&](const std::string& key, const std::string& why) {
+    return Status::Corruption(where + ": " + key + ": " + why);
+  };
+  if (j.value("format", "") != kFormat) return bad("format", "expected \"" + std::string(kFormat) + "\"");
+  if (!j.contains("version") || !j["version"].is_number_integer()) return bad("version", "missing");
+  if (j["version"].get<int>() != kVersion) {
+    return bad("version", std::to_string(j["version"].get<int>()) + " is not supported (this "
+               "build reads " + std::to_string(kVersion) + ")");
+  }
+  DiskState s;
+  auto get_string = [&](const char* key, std::string* out) -> Status {
+    if (!j.contains(key) || !j[key].is_string()) return bad(key, "missing or not a string");
+    *out = j[key].get<std::string>();
+    return Status::Ok();
+  };
+  auto get_u64 = [&](const char* key, uint64_t* out) -> Status {
+    if (!j.contains(key) || !j[key].is_number_unsigned()) {
+      return bad(key, "missing or not a whole number");
+    }
+    *out = j[key].get<uint64_t>();
+    return Status::Ok();
+  };
+  std::string mode;
+  BLOCKREP_RETURN_IF_ERROR(get_string("disk", &s.disk));
+  BLOCKREP_RETURN_IF_ERROR(get_string("path", &s.path));
+  BLOCKREP_RETURN_IF_ERROR(get_u64("disk_bytes", &s.disk_bytes));
+  BLOCKREP_RETURN_IF_ERROR(get_string("mode", &mode));
+  BLOCKREP_RETURN_IF_ERROR(get_string("reason", &s.reason));
+  BLOCKREP_RETURN_IF_ERROR(get_string("error", &s.error));
+  BLOCKREP_RETURN_IF_ERROR(get_string("since", &s.since));
+  BLOCKREP_RETURN_IF_ERROR(get_u64("next_seq", &s.next_seq));
+  if (mode == "journaling") s.mode = DiskMode::kJournaling;
+  else if (mode == "bitmap") s.mode = DiskMode::kBitmap;
+  else return bad("mode", "'" + mode + "' (expected journaling or bitmap)");
+  if (s.next_seq == 0) return bad("next_seq", "must be at least 1");
+  if (!j.contains("clean_shutdown") || !j["clean_shutdown"].is_boolean()) {
+    return bad("clean_shutdown", "missing or not true/false");
+  }
+  s.clean_shutdown = j["clean_shutdown"].get<bool>();
+  return s;
+}
+
+Result<DiskState> DiskState::Load(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno(errno, "open " + path);
+  std::string text(kMaxStateBytes + 1, '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno(errno, "read " + path);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got > kMaxStateBytes) return Status::Corruption(path + ": larger than 64 KiB");
+  text.resize(got);
+  return FromJson(text, path);
+}
+
+Status DiskState::Save(const std::string& path) const { return WriteFileDurably(path, ToJson()); }
+
+}  // namespace blockrep
