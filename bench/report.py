@@ -9,6 +9,10 @@
       print the Markdown results table: per row, job count and server, the median over the
       rounds of IOPS, MB/s (10^6 bytes/s), p99 completion latency and CPU use, the IOPS range,
       the peak RSS and the ratio of the median IOPS to nbdkit's.
+
+  report.py targets RESULTS_TSV
+      print one line per target of the journaling write path: blockrep-source's median IOPS
+      over nbdkit's, against the target ratio, and whether it is met.
 """
 import json
 import statistics
@@ -83,11 +87,40 @@ def table(path):
     return 0
 
 
+# The journaling write path's targets: (row, minimum ratio of blockrep's median IOPS to
+# nbdkit's). Every byte written goes to the journal and to the disk, hence the lower bar for
+# large sequential writes, which are bound by memory bandwidth.
+TARGETS = [("randwrite-4k", 0.85), ("seqwrite-1m", 0.60)]
+
+
+def targets(path):
+    med = {}
+    with open(path) as f:
+        for line in f:
+            c = line.split()
+            if len(c) < 6 or c[4] != "ok":
+                continue
+            med.setdefault((c[0], int(c[1]), c[2]), []).append(float(c[5]))
+    for (row, want) in TARGETS:
+        for jobs in sorted({k[1] for k in med if k[0] == row}):
+            b = med.get((row, jobs, "blockrep"))
+            n = med.get((row, jobs, "nbdkit"))
+            if not b or not n:
+                print("- %s jobs=%d: not measured" % (row, jobs))
+                continue
+            ratio = statistics.median(b) / statistics.median(n)
+            print("- %s jobs=%d: blockrep-source (journaling) / nbdkit = %.2f, target >= %.2f: %s"
+                  % (row, jobs, ratio, want, "met" if ratio >= want else "NOT MET"))
+    return 0
+
+
 def main(argv):
     if len(argv) == 4 and argv[1] == "parse":
         return parse(argv[2], argv[3])
     if len(argv) == 3 and argv[1] == "table":
         return table(argv[2])
+    if len(argv) == 3 and argv[1] == "targets":
+        return targets(argv[2])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -65,7 +65,9 @@ std::string DiskState::ToJson() const {
   j["since"] = since;
   j["next_seq"] = next_seq;
   j["clean_shutdown"] = clean_shutdown;
-  return j.dump(2) + "\n";
+  // Names and paths come from the command line and the file system, where any bytes go; a
+  // strict dump() throws on one that is not UTF-8. Such bytes are written as U+FFFD instead.
+  return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 Result<DiskState> DiskState::FromJson(const std::string& text, const std::string& where) {
@@ -76,11 +78,18 @@ Result<DiskState> DiskState::FromJson(const std::string& text, const std::string
   auto bad = [&](const std::string& key, const std::string& why) {
     return Status::Corruption(where + ": " + key + ": " + why);
   };
-  if (j.value("format", "") != kFormat) return bad("format", "expected \"" + std::string(kFormat) + "\"");
-  if (!j.contains("version") || !j["version"].is_number_integer()) return bad("version", "missing");
-  if (j["version"].get<int>() != kVersion) {
-    return bad("version", std::to_string(j["version"].get<int>()) + " is not supported (this "
-               "build reads " + std::to_string(kVersion) + ")");
+  // Types are checked before values are read: nlohmann's value()/get() throw on a type
+  // mismatch, and get<int>() would wrap a version of 2^32 + 1 to 1.
+  if (!j.contains("format") || !j["format"].is_string() ||
+      j["format"].get<std::string>() != kFormat) {
+    return bad("format", "expected \"" + std::string(kFormat) + "\"");
+  }
+  if (!j.contains("version") || !j["version"].is_number_integer()) {
+    return bad("version", "missing or not a whole number");
+  }
+  if (!j["version"].is_number_unsigned() || j["version"].get<uint64_t>() != kVersion) {
+    return bad("version", j["version"].dump() + " is not supported (this build reads " +
+                              std::to_string(kVersion) + ")");
   }
   DiskState s;
   auto get_string = [&](const char* key, std::string* out) -> Status {

@@ -110,18 +110,27 @@ class Scanner {
     if (hb == nullptr && win.error() != 0) {
       return Status::FromErrno(win.error(), "journal: read " + path);
     }
-    if (hb == nullptr || !DecodeSegmentHeader(hb, &sh) || sh.journal_id != opt_.journal_id) {
+    const bool header_verifies = hb != nullptr && DecodeSegmentHeader(hb, &sh);
+    if (!header_verifies || sh.journal_id != opt_.journal_id) {
       // A crash while the newest segment was being created leaves it short or unfinished;
-      // nothing was ever written to it. Anywhere else it is damage.
-      if (last && (hb == nullptr || !DecodeSegmentHeader(hb, &sh))) {
+      // nothing was ever written to it (the writer makes the header durable before it
+      // reserves a record there, so bytes after a bad header mean damage, not a torn
+      // create). Anywhere else it is damage.
+      bool nothing_after = true;
+      if (last && !header_verifies && seg.file_bytes > kSegmentHeaderBytes) {
+        auto zero = RestIsZero(win, kSegmentHeaderBytes, seg.file_bytes);
+        if (!zero.ok()) return zero.status();
+        nothing_after = zero.value();
+      }
+      if (last && !header_verifies && nothing_after) {
         seg.header_torn = true;
         out->segments.push_back(seg);
         return Status::Ok();
       }
       out->corruption = "segment " + name + ": header does not verify" +
-                        (hb != nullptr && DecodeSegmentHeader(hb, &sh)
-                             ? " (it belongs to another journal)"
-                             : "");
+                        (header_verifies ? " (it belongs to another journal)"
+                         : nothing_after ? ""
+                                         : " but data follows it");
       out->segments.push_back(seg);
       return Status::Ok();
     }

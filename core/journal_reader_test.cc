@@ -6,10 +6,9 @@
 #include "core/journal_reader.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cerrno>
 #include <cstring>
@@ -28,7 +27,8 @@ constexpr uint64_t kJournalId = 0x1122334455667788ull;
 constexpr uint64_t kOtherJournalId = 0x0badc0ffee15f00dull;
 
 // One record's bytes as the writer lays them out: header, payload, zero padding.
-std::string EncodeFullRecord(uint64_t journal_id, const RecordHeader& h, const std::string& payload) {
+std::string EncodeFullRecord(uint64_t journal_id, const RecordHeader& h,
+                             const std::string& payload) {
   std::string out(RecordBytes(h.payload_bytes), '\0');
   EncodeRecord(journal_id, h, reinterpret_cast<const uint8_t*>(payload.data()),
                reinterpret_cast<uint8_t*>(out.data()));
@@ -72,14 +72,16 @@ class SegmentBuilder {
     fd_ = UniqueFd(::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     EXPECT_TRUE(fd_.valid()) << path_ << ": " << std::strerror(errno);
     uint8_t header[kSegmentHeaderBytes];
-    EncodeSegmentHeader({journal_id, header_first_seq != 0 ? header_first_seq : first_seq, 1}, header);
+    EncodeSegmentHeader({journal_id, header_first_seq != 0 ? header_first_seq : first_seq, 1},
+                        header);
     WriteAt(0, std::string(reinterpret_cast<const char*>(header), sizeof(header)));
     end_ = kSegmentHeaderBytes;
   }
 
   uint64_t AddWrite(uint64_t seq, uint64_t lowest_pending, uint64_t disk_offset,
                     const std::string& data) {
-    return AddRaw(EncodeFullRecord(journal_id_, WriteHeader(seq, lowest_pending, disk_offset, data), data));
+    return AddRaw(
+        EncodeFullRecord(journal_id_, WriteHeader(seq, lowest_pending, disk_offset, data), data));
   }
   uint64_t AddZero(uint64_t seq, uint64_t lowest_pending, uint64_t disk_offset, uint64_t length) {
     RecordHeader h = WriteHeader(seq, lowest_pending, disk_offset, "");
@@ -87,12 +89,15 @@ class SegmentBuilder {
     h.length = length;
     return AddRaw(EncodeFullRecord(journal_id_, h, ""));
   }
-  uint64_t AddMarker(uint64_t seq, uint64_t lowest_pending, MarkerType type, const std::string& body) {
-    return AddRaw(EncodeFullRecord(journal_id_, MarkerHeader(seq, lowest_pending, type, body), body));
+  uint64_t AddMarker(uint64_t seq, uint64_t lowest_pending, MarkerType type,
+                     const std::string& body) {
+    return AddRaw(
+        EncodeFullRecord(journal_id_, MarkerHeader(seq, lowest_pending, type, body), body));
   }
   // A write record encoded with another journal's id.
   uint64_t AddForeignWrite(uint64_t seq, uint64_t lowest_pending, const std::string& data) {
-    return AddRaw(EncodeFullRecord(kOtherJournalId, WriteHeader(seq, lowest_pending, 0, data), data));
+    return AddRaw(
+        EncodeFullRecord(kOtherJournalId, WriteHeader(seq, lowest_pending, 0, data), data));
   }
   // Bytes exactly as given (a torn record, another record's copy).
   uint64_t AddRaw(const std::string& bytes) {
@@ -163,9 +168,10 @@ class JournalReaderTest : public ::testing::Test {
     opt.visit_from_seq = visit_from_seq;
     opt.skip_segments_below_visit = skip_segments_below_visit;
     opt.visitor = [this](const RecordView& r) {
-      visited_.push_back({r.header.seq, r.header.kind,
-                          std::string(reinterpret_cast<const char*>(r.payload), r.header.payload_bytes),
-                          *r.segment, r.file_offset});
+      visited_.push_back(
+          {r.header.seq, r.header.kind,
+           std::string(reinterpret_cast<const char*>(r.payload), r.header.payload_bytes),
+           *r.segment, r.file_offset});
       return Status::Ok();
     };
     auto s = ScanJournal(dir_, opt);
@@ -180,9 +186,11 @@ class JournalReaderTest : public ::testing::Test {
   }
 
   void WriteFile(const std::string& name, const std::string& bytes) {
-    UniqueFd fd(::open((dir_ + "/" + name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    UniqueFd fd(
+        ::open((dir_ + "/" + name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     ASSERT_TRUE(fd.valid()) << std::strerror(errno);
-    ASSERT_EQ(::pwrite(fd.get(), bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+    ASSERT_EQ(::pwrite(fd.get(), bytes.data(), bytes.size(), 0),
+              static_cast<ssize_t>(bytes.size()));
   }
 
   std::string dir_;
@@ -325,8 +333,8 @@ TEST_F(JournalReaderTest, TornRecordAtSegmentEnd) {
   seg.AddWrite(1, 1, 0, "a");
   seg.AddWrite(2, 2, 0, "b");
   // Seq 3's header and the first 1000 of its 4096 payload bytes reached the file.
-  const std::string rec3 = EncodeFullRecord(kJournalId, WriteHeader(3, 3, 0, std::string(4096, 'c')),
-                                            std::string(4096, 'c'));
+  const std::string rec3 = EncodeFullRecord(
+      kJournalId, WriteHeader(3, 3, 0, std::string(4096, 'c')), std::string(4096, 'c'));
   const uint64_t off3 = seg.AddRaw(rec3.substr(0, kRecordHeaderBytes + 1000));
 
   ScanSummary s = Scan();
@@ -541,7 +549,8 @@ TEST_F(JournalReaderTest, MalformedVoidMarkerBodyIsCorruption) {
   const uint64_t off2 = seg.AddMarker(2, 2, MarkerType::kVoid, "12345");  // not 8 + 8n bytes
   ScanSummary s = Scan();
   ASSERT_TRUE(s.corruption.has_value());
-  EXPECT_NE(s.corruption->find("offset " + std::to_string(off2)), std::string::npos) << *s.corruption;
+  EXPECT_NE(s.corruption->find("offset " + std::to_string(off2)), std::string::npos)
+      << *s.corruption;
   EXPECT_NE(s.corruption->find("void marker seq 2"), std::string::npos) << *s.corruption;
 }
 
@@ -599,6 +608,33 @@ TEST_F(JournalReaderTest, SegmentGapAboveTheHorizonIsDropped) {
   ASSERT_EQ(s.gaps.size(), 1u);
   EXPECT_EQ(s.gaps[0].segment, seg1.name());
   EXPECT_EQ(s.gaps[0].offset, seg1.end());
+}
+
+// A scan lists at most 2^20 dropped seqs (kMaxDroppedSeqs in journal_reader.cc): more than
+// a daemon can have in flight means damage, not a crash.
+constexpr uint64_t kMaxDroppedSeqs = 1u << 20;
+
+TEST_F(JournalReaderTest, AsManyDroppedSeqsAsTheLimitAreListed) {
+  SegmentBuilder seg1(dir_, 1);
+  seg1.AddWrite(1, 1, 0, "a");
+  SegmentBuilder seg2(dir_, kMaxDroppedSeqs + 2);  // seqs 2 .. kMax + 1 missing
+  seg2.AddWrite(kMaxDroppedSeqs + 2, 2, 0, "b");
+  ScanSummary s = Scan();
+  EXPECT_FALSE(s.corruption.has_value()) << *s.corruption;
+  ASSERT_EQ(s.dropped.size(), kMaxDroppedSeqs);
+  EXPECT_EQ(s.dropped.front(), 2u);
+  EXPECT_EQ(s.dropped.back(), kMaxDroppedSeqs + 1);
+}
+
+TEST_F(JournalReaderTest, MoreMissingSeqsThanTheDroppedLimitIsCorruption) {
+  SegmentBuilder seg1(dir_, 1);
+  seg1.AddWrite(1, 1, 0, "a");
+  SegmentBuilder seg2(dir_, kMaxDroppedSeqs + 3);  // one seq more missing
+  seg2.AddWrite(kMaxDroppedSeqs + 3, 2, 0, "b");
+  ScanSummary s = Scan();
+  ASSERT_TRUE(s.corruption.has_value());
+  EXPECT_NE(s.corruption->find("more than 1048576 records missing"), std::string::npos)
+      << *s.corruption;
 }
 
 TEST_F(JournalReaderTest, TornTailOfAnEarlierSegmentIsDroppedByTheNextSegmentsName) {
@@ -662,6 +698,60 @@ TEST_F(JournalReaderTest, EmptyLastSegmentFileIsATornHeader) {
   EXPECT_TRUE(s.segments[1].header_torn);
 }
 
+TEST_F(JournalReaderTest, DamagedHeaderOfALastSegmentHoldingRecordsIsCorruption) {
+  // The writer makes a segment's header durable before it reserves a record there, so a
+  // last segment with records after a header that does not verify was damaged, not torn:
+  // its records were acknowledged and must not be silently discarded.
+  SegmentBuilder seg1(dir_, 1);
+  seg1.AddWrite(1, 1, 0, "a");
+  SegmentBuilder seg2(dir_, 2);
+  seg2.AddWrite(2, 2, 0, "b");
+  seg2.AddWrite(3, 3, 0, "c");
+  seg2.FlipByte(30);  // the header's first seq field
+
+  ScanSummary s = Scan();
+
+  ASSERT_TRUE(s.corruption.has_value()) << "segments: " << s.segments.size();
+  EXPECT_NE(s.corruption->find("segment 0000000000000002.hrl"), std::string::npos) << *s.corruption;
+  EXPECT_NE(s.corruption->find("header does not verify"), std::string::npos) << *s.corruption;
+}
+
+TEST_F(JournalReaderTest, HalfWrittenHeaderOfALastSegmentWithOnlyZeroesAfterItIsTorn) {
+  // The file was extended (say by a preallocation) but the header write never finished.
+  SegmentBuilder seg1(dir_, 1);
+  seg1.AddWrite(1, 1, 0, "a");
+  uint8_t header[kSegmentHeaderBytes];
+  EncodeSegmentHeader({kJournalId, 2, 1}, header);
+  std::string file(3 * kSegmentHeaderBytes, '\0');
+  std::memcpy(file.data(), header, 40);  // the checksum never reached the disk
+  WriteFile(SegmentName(2), file);
+
+  ScanSummary s = Scan();
+
+  EXPECT_FALSE(s.corruption.has_value()) << *s.corruption;
+  ASSERT_EQ(s.segments.size(), 2u);
+  EXPECT_TRUE(s.segments[1].header_torn);
+  EXPECT_EQ(VisitedSeqs(), (Seqs{1}));
+}
+
+TEST_F(JournalReaderTest, TornFirstRecordOfASegmentIsFoundByTheSegmentsName) {
+  SegmentBuilder seg1(dir_, 1);
+  seg1.AddWrite(1, 1, 0, "a");
+  SegmentBuilder seg2(dir_, 2);
+  const uint64_t off2 = seg2.AddWrite(2, 2, 0, std::string(100, 'b'));
+  seg2.FlipByte(off2 + kRecordHeaderBytes + 1);
+  seg2.AddWrite(3, 2, 0, "c");
+
+  ScanSummary s = Scan();
+
+  EXPECT_FALSE(s.corruption.has_value()) << *s.corruption;
+  EXPECT_EQ(s.dropped, (Seqs{2}));
+  ASSERT_EQ(s.gaps.size(), 1u);
+  EXPECT_EQ(s.gaps[0].segment, seg2.name());
+  EXPECT_EQ(s.gaps[0].offset, kSegmentHeaderBytes);
+  EXPECT_EQ(VisitedSeqs(), (Seqs{1, 3}));
+}
+
 TEST_F(JournalReaderTest, TornHeaderInAnEarlierSegmentIsCorruption) {
   SegmentBuilder seg1(dir_, 1);
   seg1.AddWrite(1, 1, 0, "a");
@@ -712,7 +802,8 @@ TEST_F(JournalReaderTest, RecordsOfAnotherJournalNeverVerify) {
 
   EXPECT_EQ(VisitedSeqs(), (Seqs{1, 3}));
   ASSERT_TRUE(s.corruption.has_value());
-  EXPECT_NE(s.corruption->find("offset " + std::to_string(off2)), std::string::npos) << *s.corruption;
+  EXPECT_NE(s.corruption->find("offset " + std::to_string(off2)), std::string::npos)
+      << *s.corruption;
   EXPECT_NE(s.corruption->find("seq 2"), std::string::npos) << *s.corruption;
 }
 
@@ -819,7 +910,8 @@ TEST_F(JournalReaderTest, ListSegmentsSortsBySeqAndIgnoresOtherFiles) {
   auto list = ListSegments(dir_);
   ASSERT_TRUE(list.ok()) << list.status().ToString();
   using Entry = std::pair<uint64_t, std::string>;
-  EXPECT_EQ(list.value(), (std::vector<Entry>{{2, "0000000000000002.hrl"}, {16, "0000000000000010.hrl"}}));
+  EXPECT_EQ(list.value(),
+            (std::vector<Entry>{{2, "0000000000000002.hrl"}, {16, "0000000000000010.hrl"}}));
 }
 
 TEST_F(JournalReaderTest, ReadJournalMetaRoundTrip) {

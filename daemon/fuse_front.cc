@@ -861,6 +861,10 @@ void FuseMount::RunWorker(int index, std::promise<Status>* started) {
     // worker, woken for the same request, took it.
     ArmPoll(*ring, fuse_session_fd(session_), &fuse_ready);
   }
+  // A request's last completion may have queued SQEs that other rings wait for (an
+  // IORING_OP_MSG_RING resuming another worker's operation): they must leave before the ring
+  // goes.
+  ring->Submit();
   std::free(buf.mem);
   t_ring = nullptr;
   t_read_buf = nullptr;

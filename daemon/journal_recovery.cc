@@ -46,7 +46,7 @@ Status ZeroRange(int fd, uint64_t off, uint64_t len, bool punch) {
 }  // namespace
 
 Result<RecoveryReport> RecoverJournal(const std::string& journal_dir, uint64_t journal_id,
-                                      int backing_fd, uint64_t disk_bytes,
+                                      int backing_fd, uint64_t disk_bytes, bool replay,
                                       DirtyBitmap* coverage) {
   RecoveryReport report;
   auto out_of_range = [&](const journal::RecordView& r) {
@@ -79,7 +79,7 @@ Result<RecoveryReport> RecoverJournal(const std::string& journal_dir, uint64_t j
     return scan.status();
   }
   report.scan = std::move(scan).value();
-  if (report.scan.corruption || report.scan.records == 0) return report;
+  if (!replay || report.scan.corruption || report.scan.records == 0) return report;
 
   // Replay from the last checkpoint: everything before it is on the disk already.
   report.replay_from_seq = report.scan.checkpoint_applied_below;
@@ -111,8 +111,8 @@ Result<RecoveryReport> RecoverJournal(const std::string& journal_dir, uint64_t j
     report.replayed_bytes += h.length;
     return Status::Ok();
   };
-  auto replay = journal::ScanJournal(journal_dir, replay_opts);
-  if (!replay.ok()) return replay.status();
+  auto replayed = journal::ScanJournal(journal_dir, replay_opts);
+  if (!replayed.ok()) return replayed.status();
   if (::fdatasync(backing_fd) != 0) return Status::FromErrno(errno, "fdatasync after replay");
   return report;
 }

@@ -31,11 +31,14 @@ struct RecoveryReport {
   uint64_t replay_from_seq = 0;
 };
 
-// Scans journal_dir and, unless it is corrupt, replays into the open backing disk fd.
-// coverage (sized for the disk) gets every region a verified record touches. An error Status
-// means recovery could not run (I/O error); corruption is reported in report.scan.corruption.
+// Scans journal_dir and, if `replay` and it is not corrupt, replays into the open backing
+// disk fd. A disk in bitmap mode must not replay: a journal left behind by a crash during the
+// switch holds only changes from before it, and replaying them would roll back regions
+// written since. coverage (sized for the disk) gets every region a verified record touches.
+// An error Status means recovery could not run (I/O error); corruption is reported in
+// report.scan.corruption.
 Result<RecoveryReport> RecoverJournal(const std::string& journal_dir, uint64_t journal_id,
-                                      int backing_fd, uint64_t disk_bytes,
+                                      int backing_fd, uint64_t disk_bytes, bool replay,
                                       DirtyBitmap* coverage);
 
 }  // namespace blockrep

@@ -87,16 +87,20 @@ Status JournalWriter::Roll() {
 }
 
 bool JournalWriter::WouldExceedBudget(uint32_t payload_bytes) const {
-  return bytes_ + journal::RecordBytes(payload_bytes) > max_bytes_;
+  return bytes_ + CostOf(payload_bytes) > max_bytes_;
+}
+
+uint64_t JournalWriter::CostOf(uint32_t payload_bytes) const {
+  const uint64_t need = journal::RecordBytes(payload_bytes);
+  const JournalSegment& active = *segments_.back();
+  const bool rolls = active.last_seq != 0 && active.end_offset + need > segment_bytes_target_;
+  return need + (rolls ? journal::kSegmentHeaderBytes : 0);
 }
 
 Result<JournalWriter::Slot> JournalWriter::Reserve(uint32_t payload_bytes) {
   BLOCKREP_CHECK(payload_bytes <= journal::kMaxPayloadBytes);
   const uint64_t need = journal::RecordBytes(payload_bytes);
-  JournalSegment* active = segments_.back().get();
-  if (active->last_seq != 0 && active->end_offset + need > segment_bytes_target_) {
-    BLOCKREP_RETURN_IF_ERROR(Roll());
-  }
+  if (CostOf(payload_bytes) > need) BLOCKREP_RETURN_IF_ERROR(Roll());
   Slot slot;
   slot.seq = next_seq_++;
   slot.segment = segments_.back();

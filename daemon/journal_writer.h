@@ -104,6 +104,8 @@ class JournalWriter {
  private:
   JournalWriter() = default;
   Status Roll();
+  // Bytes a record with this payload adds: the record, plus a segment header if it rolls.
+  uint64_t CostOf(uint32_t payload_bytes) const;
 
   std::string dir_;
   uint64_t journal_id_ = 0;

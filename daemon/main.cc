@@ -47,8 +47,30 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  nbd::ExportCatalog catalog;  // filled below, before the server starts
+  nbd::ServerOptions server_opts;
+  int cpus = static_cast<int>(std::thread::hardware_concurrency());
+  server_opts.workers =
+      opts.workers > 0 ? opts.workers : std::max(1, std::min(cpus, kMaxDefaultWorkers));
+  nbd::Server server(catalog, server_opts);
+  // Listeners first: a bad or busy address is refused before any disk state is touched.
+  for (const std::string& spec : opts.nbd_listeners) {
+    Status st = server.Listen(spec);
+    if (!st.ok()) {
+      LOG_ERROR("%s", st.message().c_str());
+      return 1;
+    }
+    LOG_INFO("listening on %s", spec.c_str());
+  }
+
   std::vector<std::unique_ptr<ProtectedDisk>> disks;
-  nbd::ExportCatalog catalog;
+  // Disks opened so far are closed cleanly when a later step fails.
+  auto close_disks = [&disks] {
+    for (auto& d : disks) {
+      Status s = d->Close();
+      if (!s.ok()) LOG_ERROR("%s", s.ToString().c_str());
+    }
+  };
   for (const DiskSpec& spec : opts.disks) {
     ProtectedDisk::Options disk_opts;
     disk_opts.state_dir = opts.state_dir;
@@ -56,6 +78,7 @@ int main(int argc, char** argv) {
     auto disk = ProtectedDisk::Open(spec.name, spec.path, disk_opts);
     if (!disk.ok()) {
       LOG_ERROR("%s", disk.status().message().c_str());
+      close_disks();
       return 1;
     }
     disks.push_back(std::move(disk).value());
@@ -65,6 +88,7 @@ int main(int argc, char** argv) {
                              &d.write_path()});
     if (!st.ok()) {
       LOG_ERROR("%s", st.message().c_str());
+      close_disks();
       return 1;
     }
     const WritePath::Stats stats = d.write_path().stats();
@@ -75,22 +99,10 @@ int main(int argc, char** argv) {
              static_cast<unsigned long>(stats.next_seq));
   }
 
-  nbd::ServerOptions server_opts;
-  int cpus = static_cast<int>(std::thread::hardware_concurrency());
-  server_opts.workers =
-      opts.workers > 0 ? opts.workers : std::max(1, std::min(cpus, kMaxDefaultWorkers));
-  nbd::Server server(catalog, server_opts);
-  for (const std::string& spec : opts.nbd_listeners) {
-    Status st = server.Listen(spec);
-    if (!st.ok()) {
-      LOG_ERROR("%s", st.message().c_str());
-      return 1;
-    }
-    LOG_INFO("listening on %s", spec.c_str());
-  }
   Status st = server.Start();
   if (!st.ok()) {
     LOG_ERROR("starting the NBD server: %s", st.ToString().c_str());
+    close_disks();
     return 1;
   }
   std::unique_ptr<FuseFront> fuse;
@@ -99,8 +111,9 @@ int main(int argc, char** argv) {
     for (auto& d : disks) files.push_back({d->name(), &d->write_path()});
     auto started = FuseFront::Start(opts.fuse_dir, std::move(files), server_opts.workers);
     if (!started.ok()) {
-      LOG_ERROR("--fuse %s: %s", opts.fuse_dir.c_str(), started.status().message().c_str());
+      LOG_ERROR("%s", started.status().message().c_str());
       server.Stop();
+      close_disks();
       return 1;
     }
     fuse = std::move(started.value());

@@ -140,7 +140,8 @@ Result<std::unique_ptr<ProtectedDisk>> ProtectedDisk::Open(const std::string& na
 
   const std::string journal_dir = dir + "/journal";
   BLOCKREP_RETURN_IF_ERROR(MakeDir(journal_dir));
-  auto rec = RecoverJournal(journal_dir, meta->journal_id, disk.fd(), disk.size_bytes(), &coverage);
+  auto rec = RecoverJournal(journal_dir, meta->journal_id, disk.fd(), disk.size_bytes(),
+                            /*replay=*/state.mode == DiskMode::kJournaling, &coverage);
   if (!rec.ok()) return Status::IoError(who + ": journal recovery: " + rec.status().message());
   const journal::ScanSummary& scan = rec->scan;
   bool save_bitmap = false;

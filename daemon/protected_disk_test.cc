@@ -9,12 +9,10 @@
 #include "daemon/protected_disk.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <limits.h>
 #include <stdlib.h>
-#include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,7 +22,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -70,9 +67,28 @@ struct JournaledWrite {
   uint64_t file_offset;
 };
 
+// Compares bytes without printing kilobytes of them: names the first difference.
+::testing::AssertionResult SameBytes(const std::string& actual, const std::string& expected) {
+  if (actual == expected) return ::testing::AssertionSuccess();
+  if (actual.size() != expected.size()) {
+    return ::testing::AssertionFailure()
+           << actual.size() << " bytes where " << expected.size() << " were expected";
+  }
+  size_t i = 0;
+  while (actual[i] == expected[i]) ++i;
+  size_t differing = 0;
+  for (size_t j = i; j < actual.size(); ++j) differing += actual[j] != expected[j];
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "byte %zu is 0x%02x, expected 0x%02x (%zu of %zu bytes differ)",
+                i, static_cast<uint8_t>(actual[i]), static_cast<uint8_t>(expected[i]), differing,
+                actual.size());
+  return ::testing::AssertionFailure() << buf;
+}
+
 std::string Pattern(size_t n, uint32_t seed) {
   std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed * 7919 + (i >> 8)) & 0xFF);
+  for (size_t i = 0; i < n; ++i)
+    s[i] = static_cast<char>((i * 131 + seed * 7919 + (i >> 8)) & 0xFF);
   return s;
 }
 
@@ -94,7 +110,9 @@ class ProtectedDiskTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (pd_ != nullptr) EXPECT_TRUE(pd_->Close().ok());
+    if (pd_ != nullptr) {
+      EXPECT_TRUE(pd_->Close().ok());
+    }
     pd_.reset();
     ring_.reset();
     if (!dir_.empty()) {
@@ -216,10 +234,10 @@ class ProtectedDiskTest : public ::testing::Test {
     opts.journal_id = meta->journal_id;
     opts.visitor = [writes](const journal::RecordView& r) {
       if (writes != nullptr && r.header.kind == journal::RecordKind::kWrite) {
-        writes->push_back({r.header.seq, r.header.offset,
-                           std::string(reinterpret_cast<const char*>(r.payload),
-                                       r.header.payload_bytes),
-                           *r.segment, r.file_offset});
+        writes->push_back(
+            {r.header.seq, r.header.offset,
+             std::string(reinterpret_cast<const char*>(r.payload), r.header.payload_bytes),
+             *r.segment, r.file_offset});
       }
       return Status::Ok();
     };
@@ -272,9 +290,9 @@ TEST_F(ProtectedDiskTest, RestartReplaysTheJournalIntoTheDisk) {
   Clobber(2 * kMiB + 17, b.size());
 
   OpenDisk();
-  EXPECT_EQ(FileBytes(100 * kKiB, a.size()), a) << "the journal was not replayed";
-  EXPECT_EQ(FileBytes(2 * kMiB + 17, b.size()), b);
-  EXPECT_EQ(FileBytes(100 * kKiB - 1, 1), std::string(1, kFill));
+  EXPECT_TRUE(SameBytes(FileBytes(100 * kKiB, a.size()), a)) << "the journal was not replayed";
+  EXPECT_TRUE(SameBytes(FileBytes(2 * kMiB + 17, b.size()), b));
+  EXPECT_TRUE(SameBytes(FileBytes(100 * kKiB - 1, 1), std::string(1, kFill)));
   EXPECT_EQ(wp_->stats().mode, DiskMode::kJournaling);
   EXPECT_EQ(wp_->stats().error, "");
 }
@@ -290,8 +308,9 @@ TEST_F(ProtectedDiskTest, RecordsBeforeACheckpointAreNotReplayed) {
   Clobber(1 * kMiB, b.size());
 
   OpenDisk();
-  EXPECT_EQ(FileBytes(1 * kMiB, b.size()), b) << "a record after the checkpoint was not replayed";
-  EXPECT_EQ(FileBytes(0, a.size()), std::string(a.size(), kGarbage))
+  EXPECT_TRUE(SameBytes(FileBytes(1 * kMiB, b.size()), b))
+      << "a record after the checkpoint was not replayed";
+  EXPECT_TRUE(SameBytes(FileBytes(0, a.size()), std::string(a.size(), kGarbage)))
       << "replay started before the checkpoint";
 }
 
@@ -304,7 +323,7 @@ TEST_F(ProtectedDiskTest, CleanCloseThenReopenReplaysNothing) {
   Clobber(64 * kKiB, a.size());
 
   OpenDisk();
-  EXPECT_EQ(FileBytes(64 * kKiB, a.size()), std::string(a.size(), kGarbage))
+  EXPECT_TRUE(SameBytes(FileBytes(64 * kKiB, a.size()), std::string(a.size(), kGarbage)))
       << "a clean stop's final checkpoint should leave nothing to replay";
   EXPECT_EQ(wp_->stats().error, "");
 }
@@ -334,13 +353,14 @@ TEST_F(ProtectedDiskTest, TornRecordAtSegmentEndIsDroppedOnRestart) {
   EXPECT_EQ(wp_->stats().mode, DiskMode::kJournaling);
   EXPECT_EQ(wp_->stats().error, "");
   EXPECT_EQ(LoadState().error, "");
-  EXPECT_EQ(FileBytes(0, a.size()), a) << "the record before the torn one was not replayed";
-  EXPECT_EQ(FileBytes(1 * kMiB, torn.size()), std::string(torn.size(), kGarbage))
+  EXPECT_TRUE(SameBytes(FileBytes(0, a.size()), a))
+      << "the record before the torn one was not replayed";
+  EXPECT_TRUE(SameBytes(FileBytes(1 * kMiB, torn.size()), std::string(torn.size(), kGarbage)))
       << "replay applied bytes of a torn record";
 
   const std::string c = Pattern(4 * kKiB, 8);
   ASSERT_EQ(Write(2 * kMiB, c), 0);
-  EXPECT_EQ(FileBytes(2 * kMiB, c.size()), c);
+  EXPECT_TRUE(SameBytes(FileBytes(2 * kMiB, c.size()), c));
   Crash();
   Clobber(2 * kMiB, c.size());
 
@@ -349,7 +369,8 @@ TEST_F(ProtectedDiskTest, TornRecordAtSegmentEndIsDroppedOnRestart) {
   EXPECT_FALSE(scan.corruption.has_value()) << *scan.corruption;
   EXPECT_EQ(wp_->stats().mode, DiskMode::kJournaling);
   EXPECT_EQ(LoadState().error, "");
-  EXPECT_EQ(FileBytes(2 * kMiB, c.size()), c) << "the write after the first restart was lost";
+  EXPECT_TRUE(SameBytes(FileBytes(2 * kMiB, c.size()), c))
+      << "the write after the first restart was lost";
 }
 
 TEST_F(ProtectedDiskTest, ChecksumMismatchMidJournalPutsTheDiskInErrorState) {
@@ -381,9 +402,9 @@ TEST_F(ProtectedDiskTest, ChecksumMismatchMidJournalPutsTheDiskInErrorState) {
   OpenDisk();  // a corrupt journal does not stop the disk from being served
   DiskState state = LoadState();
   EXPECT_EQ(state.mode, DiskMode::kBitmap);
-  EXPECT_NE(state.error.find("segment " + first.segment + " offset " +
-                             std::to_string(first.file_offset)),
-            std::string::npos)
+  EXPECT_NE(
+      state.error.find("segment " + first.segment + " offset " + std::to_string(first.file_offset)),
+      std::string::npos)
       << state.error;
   EXPECT_EQ(wp_->stats().mode, DiskMode::kBitmap);
   EXPECT_EQ(wp_->stats().error, state.error);
@@ -400,10 +421,10 @@ TEST_F(ProtectedDiskTest, ChecksumMismatchMidJournalPutsTheDiskInErrorState) {
   DirtyBitmap bitmap = LoadBitmap();
   EXPECT_EQ(bitmap.dirty_regions(), bitmap.regions()) << "a full resync needs every region dirty";
 
-  EXPECT_EQ(FileBytes(0, a.size()), std::string(a.size(), kGarbage));
-  EXPECT_EQ(FileBytes(1 * kMiB, b.size()), std::string(b.size(), kGarbage))
+  EXPECT_TRUE(SameBytes(FileBytes(0, a.size()), std::string(a.size(), kGarbage)));
+  EXPECT_TRUE(SameBytes(FileBytes(1 * kMiB, b.size()), std::string(b.size(), kGarbage)))
       << "replay ran over a corrupt journal";
-  EXPECT_EQ(FileBytes(2 * kMiB, c.size()), std::string(c.size(), kGarbage));
+  EXPECT_TRUE(SameBytes(FileBytes(2 * kMiB, c.size()), std::string(c.size(), kGarbage)));
 }
 
 TEST_F(ProtectedDiskTest, BudgetOverflowSwitchesToBitmapAndWritesKeepSucceeding) {
@@ -430,7 +451,8 @@ TEST_F(ProtectedDiskTest, BudgetOverflowSwitchesToBitmapAndWritesKeepSucceeding)
   };
   expect_every_region_written(LoadBitmap());
   for (uint64_t i = 0; i < kWrites; ++i) {
-    EXPECT_EQ(FileBytes(i * DirtyBitmap::kRegionBytes, data[i].size()), data[i]) << "write " << i;
+    EXPECT_TRUE(SameBytes(FileBytes(i * DirtyBitmap::kRegionBytes, data[i].size()), data[i]))
+        << "write " << i;
   }
 
   CloseDisk();
@@ -439,6 +461,38 @@ TEST_F(ProtectedDiskTest, BudgetOverflowSwitchesToBitmapAndWritesKeepSucceeding)
   EXPECT_EQ(LoadState().mode, DiskMode::kBitmap);
   expect_every_region_written(LoadBitmap());
   EXPECT_EQ(wp_->stats().dirty_regions, kWrites);
+}
+
+// BUG: ProtectedDisk::Open calls RecoverJournal, which replays the journal into the disk,
+// also when state.json says bitmap. A journal left behind by a crash during the switch to
+// the bitmap holds only changes from before the switch; replaying them rolls back regions
+// written (and flushed) after it.
+TEST_F(ProtectedDiskTest, JournalLeftBehindByTheSwitchIsNotReplayedOverLaterWrites) {
+  const ByteSize budget{16 * kKiB, 0};  // fits one 8 KiB record, not two
+  OpenDisk(budget);
+  const uint64_t offset = 2 * DirtyBitmap::kRegionBytes;
+  const std::string before = Pattern(8 * kKiB, 13), after = Pattern(8 * kKiB, 14);
+  ASSERT_EQ(Write(offset, before), 0);
+  ASSERT_EQ(wp_->stats().mode, DiskMode::kJournaling);
+  // The journal as it stands when the next write switches the disk to the bitmap (the switch
+  // itself writes no record).
+  const std::string saved = dir_ + "/saved-journal";
+  std::filesystem::copy(disk_dir_ + "/journal", saved);
+  ASSERT_EQ(Write(offset, after), 0);
+  ASSERT_EQ(wp_->stats().mode, DiskMode::kBitmap);
+  ASSERT_EQ(Flush(), 0);  // `after` is durable
+  Crash();
+  // The crash came after state.json said bitmap but before the segments were deleted (as
+  // when a journaled change on another connection was still in flight).
+  for (const auto& e : std::filesystem::directory_iterator(saved)) {
+    std::filesystem::copy(e.path(), disk_dir_ + "/journal/" + e.path().filename().string());
+  }
+
+  OpenDisk(budget);
+  EXPECT_EQ(wp_->stats().mode, DiskMode::kBitmap);
+  EXPECT_TRUE(LoadBitmap().Test(offset / DirtyBitmap::kRegionBytes));
+  EXPECT_TRUE(SameBytes(FileBytes(offset, after.size()), after))
+      << "replay of the left-behind journal rolled back a flushed write";
 }
 
 TEST_F(ProtectedDiskTest, DiskSizeChangeIsRefused) {
@@ -468,11 +522,11 @@ TEST_F(ProtectedDiskTest, SecondOpenOfSameStateDirIsRefused) {
   // The first is unharmed.
   const std::string a = Pattern(4 * kKiB, 12);
   EXPECT_EQ(Write(0, a), 0);
-  EXPECT_EQ(FileBytes(0, a.size()), a);
+  EXPECT_TRUE(SameBytes(FileBytes(0, a.size()), a));
 }
 
 // Runs on its own thread with its own ring: issues `writes` writes into [0, range_bytes),
-// keeping up to `depth` in flight, and waits only for its own.
+// keeping up to kDepth in flight, and waits only for its own.
 class OverlappingWriter {
  public:
   static constexpr int kDepth = 4;
@@ -545,10 +599,16 @@ class OverlappingWriter {
   const uint64_t range_bytes_;
 };
 
+// BUG: fails intermittently (seen under ASan as a heap-use-after-free in
+// WritePath::ChangeOp::PostReady, and as the check "backing completions come through
+// BackingIo::Done" at write_path.cc:158): Applied() and JournalFailed() release the mutex
+// between RangeOrder::Leave and PostReady, and in that gap the waiter, on its own thread,
+// may find its record written with no blocker left, start (and even finish and delete) its
+// backing change by itself; PostReady then reads it and posts it a second wake-up.
 TEST_F(ProtectedDiskTest, OverlappingWritesFromTwoThreadsKeepJournalOrder) {
   OpenDisk();
   constexpr uint64_t kRangeBytes = 64 * kKiB;
-  constexpr int kWritesPerThread = 400;
+  constexpr int kWritesPerThread = 1000;
 
   // A lost wake-up would hang the writers; fail loudly instead.
   std::mutex mu;
@@ -595,7 +655,7 @@ TEST_F(ProtectedDiskTest, OverlappingWritesFromTwoThreadsKeepJournalOrder) {
   }
   const std::string actual = FileBytes(0, kRangeBytes);
   for (uint64_t block = 0; block < kRangeBytes / 512; ++block) {
-    ASSERT_EQ(actual.substr(block * 512, 512), expected.substr(block * 512, 512))
+    ASSERT_TRUE(SameBytes(actual.substr(block * 512, 512), expected.substr(block * 512, 512)))
         << "block " << block << " does not hold the last journaled write covering it";
   }
 }

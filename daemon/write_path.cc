@@ -46,6 +46,7 @@ class WritePath::ChangeOp final : public IoCompletion {
   journal::MarkerType marker = journal::MarkerType::kNone;
   std::string body;                 // marker body
   std::vector<uint64_t> void_seqs;  // a void marker's seqs
+  uint64_t checkpoint_value = 0;    // a checkpoint's applied-below
 
   // Who hears of a marker's end (markers the write path makes have none at first).
   void SetDone(nbd::BackendDone* done) { done_ = done; }
@@ -193,13 +194,17 @@ class WritePath::ChangeOp final : public IoCompletion {
       wp_.journal_->MarkWritten(slot_);
       journal_done_ = true;
       go = kind_ == Kind::kMarker || entry_.blockers == 0;
-      if (!go) phase_ = Phase::kWaitRange;
+      if (go) {
+        resumed_ = true;  // nobody else may start this change's backing write
+      } else {
+        phase_ = Phase::kWaitRange;
+      }
     }
     if (go) StartBacking();
   }
 
   void JournalFailed(int err) {
-    std::vector<RangeOrder::Entry*> ready;
+    std::vector<ChangeOp*> resume;
     {
       std::lock_guard<std::mutex> lock(wp_.mu_);
       if (!wp_.journal_failing_) {
@@ -211,7 +216,7 @@ class WritePath::ChangeOp final : public IoCompletion {
         wp_.journal_failing_ = true;
       }
       // This change never reaches the disk, so later overlapping ones need not wait for it.
-      if (kind_ != Kind::kMarker) wp_.ranges_.Leave(&entry_, &ready);
+      if (kind_ != Kind::kMarker) LeaveRangesLocked(&resume);
       if (marker == journal::MarkerType::kVoid) {
         wp_.void_in_flight_ = false;
         wp_.voids_.insert(wp_.voids_.end(), void_seqs.begin(), void_seqs.end());
@@ -221,7 +226,7 @@ class WritePath::ChangeOp final : public IoCompletion {
       --wp_.journaled_in_flight_;
       wp_.MaybeDropJournalLocked();
     }
-    PostReady(ready);
+    Resume(resume);
     Finish(err);
   }
 
@@ -244,15 +249,18 @@ class WritePath::ChangeOp final : public IoCompletion {
 
   // The backing change (if any) finished with err.
   void Applied(int err) {
-    std::vector<RangeOrder::Entry*> ready;
+    std::vector<ChangeOp*> resume;
     {
       std::lock_guard<std::mutex> lock(wp_.mu_);
       if (journaled_) {
-        if (kind_ != Kind::kMarker) wp_.ranges_.Leave(&entry_, &ready);
+        if (kind_ != Kind::kMarker) LeaveRangesLocked(&resume);
         wp_.journal_->Complete(slot_.seq);
         if (marker == journal::MarkerType::kVoid) {
           for (uint64_t s : void_seqs) wp_.journal_->Complete(s);
           wp_.void_in_flight_ = false;
+        }
+        if (marker == journal::MarkerType::kFlushCheckpoint && err == 0) {
+          wp_.last_checkpoint_written_ = std::max(wp_.last_checkpoint_written_, checkpoint_value);
         }
         wp_.journal_failing_ = false;
         --wp_.journaled_in_flight_;
@@ -265,27 +273,32 @@ class WritePath::ChangeOp final : public IoCompletion {
       }
       wp_.MaybeDropJournalLocked();
     }
-    PostReady(ready);
+    Resume(resume);
     Finish(err);
   }
 
-  // Resumes, on their own rings, waiters whose journal record is already written.
-  // REQUIRES: ready came from RangeOrder::Leave under the mutex.
-  void PostReady(const std::vector<RangeOrder::Entry*>& ready) {
+  // REQUIRES wp_.mu_. Leaves RangeOrder and picks the waiters this change was the last
+  // blocker of that are parked (their record is written): this thread resumes those. A
+  // waiter whose record is not written yet finds no blocker left when it is, and goes on by
+  // itself. Deciding here, under the same lock as Leave, means each waiter is resumed
+  // exactly once, and no waiter is touched after the lock is released (it may finish and be
+  // deleted on its own thread at any moment after that).
+  void LeaveRangesLocked(std::vector<ChangeOp*>* resume) {
+    std::vector<RangeOrder::Entry*> ready;
+    wp_.ranges_.Leave(&entry_, &ready);
     for (RangeOrder::Entry* e : ready) {
-      ChangeOp* w = FromEntry(e);
-      bool resume;
-      {
-        std::lock_guard<std::mutex> lock(wp_.mu_);
-        // Not yet journaled: it will find no blocker left when its record is written.
-        resume = w->journal_done_ && !w->resumed_;
-        if (resume) w->resumed_ = true;
+      auto* w = static_cast<ChangeOp*>(e->owner);
+      if (w->journal_done_ && !w->resumed_) {
+        w->resumed_ = true;
+        resume->push_back(w);
       }
-      if (resume) ring_.Post(w->ring_, w, 0);
     }
   }
 
-  static ChangeOp* FromEntry(RangeOrder::Entry* e) { return static_cast<ChangeOp*>(e->owner); }
+  // Posts the parked waiters picked by LeaveRangesLocked to their own rings.
+  void Resume(const std::vector<ChangeOp*>& resume) {
+    for (ChangeOp* w : resume) ring_.Post(w->ring_, w, 0);
+  }
 
   void WriteNextPage() {
     phase_ = Phase::kBitmapPage;
@@ -381,15 +394,26 @@ class WritePath::FlushOp final {
     {
       std::lock_guard<std::mutex> lock(wp_.mu_);
       if (err_ != 0) {
-        LOG_ERROR("disk %s: flush: fdatasync failed: %s", wp_.disk_.name().c_str(),
-                  std::strerror(-err_));
+        // After a failed fdatasync the kernel may have dropped the pages it could not
+        // write, and a later fdatasync can succeed without them. So no checkpoint may pass
+        // this point again while the daemon runs: a restart then replays every change since
+        // the last good one and repairs the disk.
+        if (!wp_.checkpoints_pinned_) {
+          LOG_ERROR("disk %s: flush: fdatasync failed: %s; journal checkpoints are held at "
+                    "seq %lu so that a restart replays every later change",
+                    wp_.disk_.name().c_str(), std::strerror(-err_),
+                    static_cast<unsigned long>(wp_.last_checkpoint_written_));
+        }
+        wp_.checkpoints_pinned_ = true;
         if (wp_.journal_ != nullptr) wp_.journal_->ReturnDirty(segments_);
       } else if (wp_.journal_ != nullptr && wp_.mode_ == DiskMode::kJournaling) {
-        wp_.journal_->NoteCheckpoint(applied_below_);
-        if (applied_below_ > wp_.last_checkpoint_written_) {
-          markers[0] = wp_.NewMarkerLocked(ring_, journal::MarkerType::kFlushCheckpoint,
-                                           journal::EncodeCheckpointBody(applied_below_));
-          if (markers[0] != nullptr) wp_.last_checkpoint_written_ = applied_below_;
+        if (!wp_.checkpoints_pinned_) {
+          wp_.journal_->NoteCheckpoint(applied_below_);
+          if (applied_below_ > wp_.last_checkpoint_written_) {
+            markers[0] = wp_.NewMarkerLocked(ring_, journal::MarkerType::kFlushCheckpoint,
+                                             journal::EncodeCheckpointBody(applied_below_));
+            if (markers[0] != nullptr) markers[0]->checkpoint_value = applied_below_;
+          }
         }
         // Seqs whose record write failed get their void marker here, where a flush shows
         // the journal's disk works again.
@@ -546,30 +570,42 @@ WritePath::ChangeOp* WritePath::MaybeVoidMarkerLocked(IoRing& ring) {
   return op;
 }
 
-void WritePath::SwitchToBitmapLocked(const std::string& reason) {
+bool WritePath::SwitchToBitmapLocked(const std::string& reason) {
   BLOCKREP_CHECK(mode_ == DiskMode::kJournaling);
-  mode_ = DiskMode::kBitmap;
-  resync_.Merge(coverage_);
-  Status st = resync_.WriteTo(bitmap_fd_.get(), bitmap_path_);
-  if (st.ok()) {
-    resync_durable_ = resync_;
-  } else {
-    LOG_ERROR("disk %s: %s", disk_.name().c_str(), st.ToString().c_str());
+  // The bitmap must hold the journal's regions, and the state file must say "bitmap",
+  // before any change goes to the disk unjournaled: otherwise a restart would trust (and
+  // replay) a journal that misses those changes. If either cannot be written, stay
+  // journaling, over budget, and try again with the next change.
+  DirtyBitmap merged = resync_;
+  merged.Merge(coverage_);
+  Status st = merged.WriteTo(bitmap_fd_.get(), bitmap_path_);
+  DiskState next = state_;
+  next.mode = DiskMode::kBitmap;
+  next.reason = reason;
+  next.since = NowRfc3339();
+  next.next_seq = journal_->next_seq();
+  if (st.ok()) st = next.Save(state_path_);
+  if (!st.ok()) {
+    if (!bitmap_switch_failing_) {
+      LOG_ERROR("disk %s: %s, but switching to the dirty bitmap failed (%s); journaling on "
+                "past the budget", disk_.name().c_str(), reason.c_str(), st.ToString().c_str());
+    }
+    bitmap_switch_failing_ = true;
+    return false;
   }
-  state_.mode = DiskMode::kBitmap;
-  state_.reason = reason;
-  state_.since = NowRfc3339();
-  state_.next_seq = journal_->next_seq();
-  Status saved = SaveStateLocked();
-  // The journal may go only once the state file says it is gone and the bitmap holds its
-  // regions; otherwise a restart would find neither.
-  journal_droppable_ = st.ok() && saved.ok();
+  bitmap_switch_failing_ = false;
+  mode_ = DiskMode::kBitmap;
+  resync_ = std::move(merged);
+  resync_durable_ = resync_;
+  state_ = std::move(next);
+  journal_droppable_ = true;
   voids_.clear();
   LOG_WARN("disk %s: %s: now tracking changes in a dirty bitmap (%lu regions of %s dirty); "
            "resync required",
            disk_.name().c_str(), reason.c_str(), static_cast<unsigned long>(resync_.dirty_regions()),
            FormatBytes(DirtyBitmap::kRegionBytes).c_str());
   MaybeDropJournalLocked();
+  return true;
 }
 
 void WritePath::MaybeDropJournalLocked() {
@@ -639,8 +675,9 @@ Status WritePath::Close() {
       }
       keep(st.status());
     }
-    // Everything is on the backing disk now: a restart need replay nothing.
-    if (first.ok()) {
+    // Everything is on the backing disk now: a restart need replay nothing (unless a sync
+    // failed while the daemon ran: then the restart must replay, see FlushOp).
+    if (first.ok() && !checkpoints_pinned_) {
       keep(journal_->AppendMarkerSync(journal::MarkerType::kFlushCheckpoint,
                                       journal::EncodeCheckpointBody(journal_->next_seq() + 1))
                .status());

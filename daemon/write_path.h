@@ -115,8 +115,9 @@ class WritePath final : public nbd::Backend {
   friend class ChangeOp;
   friend class FlushOp;
 
-  // REQUIRES mu_. Leaves journaling for the bitmap; `reason` says why.
-  void SwitchToBitmapLocked(const std::string& reason);
+  // REQUIRES mu_. Leaves journaling for the bitmap; `reason` says why. False (and still
+  // journaling) when the bitmap or the state file could not be written.
+  bool SwitchToBitmapLocked(const std::string& reason);
   // REQUIRES mu_. Deletes the journal once the switch to the bitmap has no record in flight.
   void MaybeDropJournalLocked();
   // REQUIRES mu_. Starts a void marker for seqs whose journal write failed, if none is in
@@ -152,6 +153,8 @@ class WritePath final : public nbd::Backend {
   uint64_t journaled_in_flight_ = 0;       // guarded by mu_: of those, with a record slot
   bool journal_failing_ = false;           // guarded by mu_: last record write failed (log once)
   bool journal_droppable_ = false;         // guarded by mu_: see SwitchToBitmapLocked
+  bool bitmap_switch_failing_ = false;     // guarded by mu_: last switch attempt failed
+  bool checkpoints_pinned_ = false;        // guarded by mu_: a flush's fdatasync failed
   uint64_t last_checkpoint_written_ = 0;   // guarded by mu_
   uint64_t journal_id_ = 0;                // constant after construction
 };

@@ -7,7 +7,7 @@
 expect_refused() {  # label, message regex, args...
   local label=$1 re=$2 rc=0
   shift 2
-  timeout 10 "$BLOCKREP_SOURCE" "$@" > "$T/out" 2>&1 || rc=$?
+  timeout 10 "$BLOCKREP_SOURCE" --state-dir "$T/state" "$@" > "$T/out" 2>&1 || rc=$?
   [ "$rc" -ne 124 ] || fail "$label: server still running after 10 s (accepted the arguments)"
   [ "$rc" -ne 0 ] || fail "$label: exit status 0, expected non-zero"
   grep -qE "$re" "$T/out" || fail "$label: exit $rc, but the message does not match /$re/: $(head -c 300 "$T/out")"

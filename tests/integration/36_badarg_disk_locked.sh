@@ -8,7 +8,7 @@
 make_disk "$T/a.img" 4M
 start_source --disk "disk=$T/a.img" --nbd "unix:$SOCK"
 rc=0
-timeout 10 "$BLOCKREP_SOURCE" --disk "again=$T/a.img" --nbd "unix:$T/second.sock" > "$T/out" 2>&1 || rc=$?
+timeout 10 "$BLOCKREP_SOURCE" --state-dir "$T/state" --disk "again=$T/a.img" --nbd "unix:$T/second.sock" > "$T/out" 2>&1 || rc=$?
 [ "$rc" -ne 124 ] || fail "second daemon on the same disk still running after 10 s"
 [ "$rc" -ne 0 ] || fail "second daemon on the same disk exited 0"
 grep -qiE 'lock' "$T/out" || fail "second daemon's message does not mention the lock: $(head -c 300 "$T/out")"

@@ -9,7 +9,7 @@ make_disk "$T/a.img" 1M
 make_disk "$T/b.img" 1M
 start_source --disk "first=$T/a.img" --nbd "unix:$SOCK"
 rc=0
-timeout 10 "$BLOCKREP_SOURCE" --disk "second=$T/b.img" --nbd "unix:$SOCK" > "$T/out" 2>&1 || rc=$?
+timeout 10 "$BLOCKREP_SOURCE" --state-dir "$T/state" --disk "second=$T/b.img" --nbd "unix:$SOCK" > "$T/out" 2>&1 || rc=$?
 [ "$rc" -ne 124 ] || fail "second daemon on a live socket still running after 10 s"
 [ "$rc" -ne 0 ] || fail "second daemon on a live socket exited 0"
 grep -q "$SOCK" "$T/out" || fail "second daemon's message does not name the socket: $(head -c 300 "$T/out")"
@@ -21,7 +21,7 @@ stop_source
 
 echo precious > "$T/regular"
 rc=0
-timeout 10 "$BLOCKREP_SOURCE" --disk "d=$T/b.img" --nbd "unix:$T/regular" > "$T/out" 2>&1 || rc=$?
+timeout 10 "$BLOCKREP_SOURCE" --state-dir "$T/state" --disk "d=$T/b.img" --nbd "unix:$T/regular" > "$T/out" 2>&1 || rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "a regular file at the socket path was not refused (exit $rc)"
 [ "$(cat "$T/regular")" = precious ] || fail "the regular file at the socket path was replaced or changed"
 pass

@@ -2,8 +2,10 @@
 # ext4 on a loop device over the FUSE file, the way a host without an NBD client uses a
 # protected disk: losetup on DIR/NAME, mkfs.ext4, mount, write several files (one of 6 MiB of
 # random data) and record their sha256, sync, unmount, mount again and check every sha256,
-# unmount, `fsck.ext4 -fn` finds nothing, detach the loop device, SIGTERM the daemon (exit 0)
-# and DIR is no longer a FUSE mount but an empty directory again.
+# unmount, `fsck.ext4 -fn` finds nothing; the journal holds the writes (at least the 6 MiB
+# file's worth of write records) and the disk equals the journal's view; detach the loop
+# device, SIGTERM the daemon (exit 0) and DIR is no longer a FUSE mount but an empty
+# directory again.
 . "$(dirname "$0")/../lib/common.sh"
 
 [ "$(id -u)" -eq 0 ] || fail "needs root for FUSE, losetup and mount"
@@ -33,6 +35,15 @@ mount "$LOOP" "$T/ext4" || fail "mounting the ext4 again failed"
 umount "$T/ext4" || fail "unmounting the ext4 the second time failed"
 
 out=$(timeout 60 fsck.ext4 -fn "$LOOP" 2>&1) || fail "fsck.ext4 -fn found problems: $out"
+"$BLOCKREP_CLI" journal dump --state-dir "$T/state" --disk vm1 --json > "$T/dump.json"
+/usr/bin/python3 - "$T/dump.json" <<'PY' || fail "the journal does not hold the FUSE writes"
+import json, sys
+d = json.load(open(sys.argv[1]))
+written = sum(r["length"] for r in d["records"] if r["kind"] == "write")
+print("journal: %d write records, %d bytes" % (sum(r["kind"] == "write" for r in d["records"]), written))
+sys.exit(0 if written >= 6 * 1048576 and d["corruption"] is None else 1)
+PY
+STATE=$T/state journal_verify vm1 "$T/disk.img"
 losetup -d "$LOOP" || fail "losetup -d $LOOP failed"
 
 stop_source

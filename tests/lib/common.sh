@@ -137,15 +137,16 @@ _probe_uri() {
   done
 }
 
-# start_source ARGS...: start the server with ARGS, wait (bounded) until `nbdinfo --list` works.
-# Without a --state-dir among ARGS, the state goes to $STATE (= $T/state), never to the
-# system default.
+# start_source ARGS...: start the server with ARGS, wait (bounded) until `nbdinfo --list` works
+# (on the first --nbd listener among ARGS, or on $PROBE_URI).
+# Without a --state-dir (or a --config) among ARGS, the state goes to $STATE (= $T/state),
+# never to the system default.
 STATE=$T/state
 start_source() {
   [ -x "$BLOCKREP_SOURCE" ] || fail "server binary $BLOCKREP_SOURCE is missing (make all)"
   local uri sock deadline
-  case " $* " in *" --state-dir "*|*" --state-dir="*) ;; *) set -- "$@" --state-dir "$STATE" ;; esac
-  uri=$(_probe_uri "$@")
+  case " $* " in *" --state-dir "*|*" --state-dir="*|*" --config "*) ;; *) set -- "$@" --state-dir "$STATE" ;; esac
+  uri=${PROBE_URI:-$(_probe_uri "$@")}  # PROBE_URI: when the listeners come from a config file
   [ -n "$uri" ] || fail "start_source: no --nbd unix:/tcp: argument to probe"
   "$BLOCKREP_SOURCE" "$@" 2> "$SOURCE_LOG" &
   SOURCE_PID=$!
