@@ -278,6 +278,8 @@ TEST_F(JournalWriterTest, WouldExceedBudgetOnlyPastTheLimit) {
 }
 
 TEST_F(JournalWriterTest, BudgetCountsTheHeaderOfTheSegmentAReserveWouldOpen) {
+  // A Reserve that rolls adds a 4096-byte segment header as well as the record, so
+  // WouldExceedBudget must count it (it once compared only bytes + RecordBytes).
   // Room for 15 records, in bytes, but the 15th needs a new segment and its header too.
   const uint64_t max_bytes = kSegmentHeaderBytes + (kRecordsPerSegment + 1) * RecordBytes(kPayload);
   ASSERT_NO_FATAL_FAILURE(Open(1, max_bytes));
@@ -291,6 +293,17 @@ TEST_F(JournalWriterTest, BudgetCountsTheHeaderOfTheSegmentAReserveWouldOpen) {
   EXPECT_EQ(writer_->segment_count(), 2u);
   EXPECT_EQ(writer_->bytes(), before + kSegmentHeaderBytes + RecordBytes(kPayload));
   EXPECT_GT(writer_->bytes(), writer_->max_bytes());
+}
+
+TEST_F(JournalWriterTest, RollingRecordFitsABudgetThatHoldsItsHeaderToo) {
+  const uint64_t max_bytes =
+      2 * kSegmentHeaderBytes + (kRecordsPerSegment + 1) * RecordBytes(kPayload);
+  ASSERT_NO_FATAL_FAILURE(Open(1, max_bytes));
+  for (uint64_t i = 0; i < kRecordsPerSegment; ++i) Reserve();
+  EXPECT_FALSE(writer_->WouldExceedBudget(kPayload));
+  Reserve();
+  EXPECT_EQ(writer_->segment_count(), 2u);
+  EXPECT_EQ(writer_->bytes(), writer_->max_bytes());
 }
 
 TEST_F(JournalWriterTest, BytesCountsEveryReservedRecordAndSegmentHeader) {
