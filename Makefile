@@ -88,16 +88,19 @@ $(BUILD)/fuzz/%: nbd/%.cc $(NBD_SRCS) $(CORE_SRCS)
 
 fuzz: $(patsubst nbd/%.cc,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 
+# Sub-makes build in parallel (one job per CPU) unless the caller chose -j itself.
+JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc))
+
 test: deps
-	@$(MAKE) --no-print-directory all unit-tests fuzz
+	@$(MAKE) --no-print-directory $(JOBS) all unit-tests fuzz
 	@tests/run_all.sh
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(JOBS) all
 	@scripts/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(JOBS) all
 	@bench/run.sh
 
 install: all

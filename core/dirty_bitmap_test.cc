@@ -7,18 +7,16 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/test_temp_dir.h"
 #include "core/unique_fd.h"
 
 namespace blockrep {
@@ -213,19 +211,6 @@ TEST(DirtyBitmap, DirtyRegionsCountsEachRegionOnce) {
 
 class DirtyBitmapFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string base = ::testing::TempDir();
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string tmpl = base + "blockrep_dirty_bitmap_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-    path_ = dir_ + "/bitmap";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
   // Rewrites the file's header with `edit` applied and the checksum recomputed, so only the
   // edited field is wrong.
   template <typename Edit>
@@ -256,8 +241,8 @@ class DirtyBitmapFileTest : public ::testing::Test {
     return static_cast<uint64_t>(st.st_size);
   }
 
-  std::string dir_;
-  std::string path_;
+  test::TempDir dir_;
+  const std::string path_ = dir_.file("bitmap");
 };
 
 TEST_F(DirtyBitmapFileTest, SaveThenLoadRoundTrip) {

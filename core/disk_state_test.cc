@@ -7,17 +7,14 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/test_temp_dir.h"
 #include "core/unique_fd.h"
 
 namespace blockrep {
@@ -198,26 +195,14 @@ TEST(DiskState, AnotherFormatIsRefused) {
 
 class DiskStateFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string base = ::testing::TempDir();
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string tmpl = base + "blockrep_disk_state_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-    path_ = dir_ + "/state.json";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
   void WriteFile(const std::string& text) {
     UniqueFd fd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     ASSERT_TRUE(fd.valid());
     ASSERT_EQ(::write(fd.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
   }
 
-  std::string dir_;
-  std::string path_;
+  test::TempDir dir_;
+  const std::string path_ = dir_.file("state.json");
 };
 
 TEST_F(DiskStateFileTest, SaveThenLoadRoundTrip) {
@@ -245,9 +230,9 @@ TEST_F(DiskStateFileTest, SaveReplacesThePreviousState) {
 }
 
 TEST_F(DiskStateFileTest, SaveIntoAMissingDirectoryFails) {
-  auto st = EveryFieldSet().Save(dir_ + "/missing/state.json");
+  auto st = EveryFieldSet().Save(dir_.file("missing/state.json"));
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.message().find(dir_ + "/missing/state.json.tmp"), std::string::npos)
+  EXPECT_NE(st.message().find(dir_.file("missing/state.json.tmp")), std::string::npos)
       << st.ToString();
 }
 

@@ -7,19 +7,18 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/io_ring.h"
+#include "core/test_temp_dir.h"
 #include "core/unique_fd.h"
 
 namespace blockrep {
@@ -42,13 +41,7 @@ class Done : public IoCompletion {
 class FaultyFileIoTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string base = ::testing::TempDir();
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string tmpl = base + "blockrep_faulty_file_io_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-    path_ = dir_ + "/file";
-    fd_ = UniqueFd(::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    fd_ = UniqueFd(::open(dir_.file("file").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     ASSERT_TRUE(fd_.valid()) << std::strerror(errno);
     const std::string fill(kFileBytes, kOld);
     ASSERT_EQ(::pwrite(fd_.get(), fill.data(), fill.size(), 0), static_cast<ssize_t>(kFileBytes));
@@ -59,8 +52,6 @@ class FaultyFileIoTest : public ::testing::Test {
   void TearDown() override {
     ring_.reset();
     fd_.Reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
 
   // Drives the ring until `done` has its completion; a bounded number of rounds.
@@ -101,8 +92,7 @@ class FaultyFileIoTest : public ::testing::Test {
     return file;
   }
 
-  std::string dir_;
-  std::string path_;
+  test::TempDir dir_;
   UniqueFd fd_;
   std::unique_ptr<IoRing> ring_;
   FaultyFileIo io_{FileIo::Direct()};

@@ -7,17 +7,16 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/journal_format.h"
+#include "core/test_temp_dir.h"
 #include "core/unique_fd.h"
 
 namespace blockrep::journal {
@@ -147,18 +146,6 @@ struct Visited {
 
 class JournalReaderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string base = ::testing::TempDir();
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string tmpl = base + "blockrep_journal_reader_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
   // Scans dir_, recording every visited record in visited_. A failed scan fails the test and
   // returns an empty summary.
   ScanSummary Scan(uint64_t visit_from_seq = 0, bool skip_segments_below_visit = false) {
@@ -174,7 +161,7 @@ class JournalReaderTest : public ::testing::Test {
            *r.segment, r.file_offset});
       return Status::Ok();
     };
-    auto s = ScanJournal(dir_, opt);
+    auto s = ScanJournal(dir_.path(), opt);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(s).value() : ScanSummary{};
   }
@@ -186,14 +173,13 @@ class JournalReaderTest : public ::testing::Test {
   }
 
   void WriteFile(const std::string& name, const std::string& bytes) {
-    UniqueFd fd(
-        ::open((dir_ + "/" + name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    UniqueFd fd(::open(dir_.file(name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     ASSERT_TRUE(fd.valid()) << std::strerror(errno);
     ASSERT_EQ(::pwrite(fd.get(), bytes.data(), bytes.size(), 0),
               static_cast<ssize_t>(bytes.size()));
   }
 
-  std::string dir_;
+  test::TempDir dir_;
   std::vector<Visited> visited_;
 };
 
@@ -213,11 +199,11 @@ TEST_F(JournalReaderTest, EmptyDirectoryIsAnEmptyCleanJournal) {
 }
 
 TEST_F(JournalReaderTest, CleanJournalVisitsEveryRecordInSeqOrderWithItsPayload) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   const uint64_t off1 = seg1.AddWrite(1, 1, 0, "alpha");
   const uint64_t off2 = seg1.AddWrite(2, 1, 4096, std::string(4096, 'b'));
   const uint64_t off3 = seg1.AddZero(3, 3, 8192, 4096);
-  SegmentBuilder seg4(dir_, 4);
+  SegmentBuilder seg4(dir_.path(), 4);
   const uint64_t off4 = seg4.AddWrite(4, 4, 0, "delta");
   const uint64_t off5 = seg4.AddMarker(5, 5, MarkerType::kRecoveryPoint, "before-upgrade");
   const uint64_t off6 = seg4.AddWrite(6, 5, 100, "f");
@@ -244,11 +230,11 @@ TEST_F(JournalReaderTest, CleanJournalVisitsEveryRecordInSeqOrderWithItsPayload)
 }
 
 TEST_F(JournalReaderTest, CleanJournalSummary) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
   seg1.AddWrite(2, 1, 512, "bb");
   seg1.AddWrite(3, 2, 1024, "ccc");
-  SegmentBuilder seg4(dir_, 4);
+  SegmentBuilder seg4(dir_.path(), 4);
   seg4.AddWrite(4, 4, 0, "d");
   seg4.AddWrite(5, 4, 0, "e");
 
@@ -280,7 +266,7 @@ TEST_F(JournalReaderTest, CleanJournalSummary) {
 
 TEST_F(JournalReaderTest, FirstSegmentMayStartAfterSeqOne) {
   // Reclaim deleted the older segments: nothing before seq 100 is missing.
-  SegmentBuilder seg(dir_, 100);
+  SegmentBuilder seg(dir_.path(), 100);
   seg.AddWrite(100, 100, 0, "x");
   seg.AddWrite(101, 101, 0, "y");
   ScanSummary s = Scan();
@@ -292,7 +278,7 @@ TEST_F(JournalReaderTest, FirstSegmentMayStartAfterSeqOne) {
 }
 
 TEST_F(JournalReaderTest, FlushCheckpointGivesCheckpointAppliedBelow) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddWrite(2, 1, 0, "b");
   seg.AddMarker(3, 3, MarkerType::kFlushCheckpoint, EncodeCheckpointBody(3));
@@ -304,7 +290,7 @@ TEST_F(JournalReaderTest, FlushCheckpointGivesCheckpointAppliedBelow) {
 }
 
 TEST_F(JournalReaderTest, LaterFlushCheckpointMovesAppliedBelowOn) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddMarker(2, 2, MarkerType::kFlushCheckpoint, EncodeCheckpointBody(2));
   seg.AddWrite(3, 3, 0, "b");
@@ -315,7 +301,7 @@ TEST_F(JournalReaderTest, LaterFlushCheckpointMovesAppliedBelowOn) {
 TEST_F(JournalReaderTest, VoidMarkerSeqsAreReportedSorted) {
   // Seqs 2 and 3 were allocated but never written (failed journal writes); a void marker
   // says so.
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddMarker(4, 4, MarkerType::kVoid, EncodeVoidBody({3, 2}));
   seg.AddWrite(5, 5, 0, "b");
@@ -329,7 +315,7 @@ TEST_F(JournalReaderTest, VoidMarkerSeqsAreReportedSorted) {
 // ---- Torn tails ----------------------------------------------------------------------------
 
 TEST_F(JournalReaderTest, TornRecordAtSegmentEnd) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddWrite(2, 2, 0, "b");
   // Seq 3's header and the first 1000 of its 4096 payload bytes reached the file.
@@ -350,7 +336,7 @@ TEST_F(JournalReaderTest, TornRecordAtSegmentEnd) {
 }
 
 TEST_F(JournalReaderTest, GarbledLastRecordIsATornTail) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddWrite(2, 2, 0, "b");
   const uint64_t off3 = seg.AddWrite(3, 2, 0, std::string(300, 'c'));
@@ -367,7 +353,7 @@ TEST_F(JournalReaderTest, GarbledLastRecordIsATornTail) {
 }
 
 TEST_F(JournalReaderTest, PartialRecordHeaderAtSegmentEndIsATornTail) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   const std::string rec2 = EncodeFullRecord(kJournalId, WriteHeader(2, 2, 0, "b"), "b");
   const uint64_t off2 = seg.AddRaw(rec2.substr(0, 40));  // less than a record header
@@ -382,7 +368,7 @@ TEST_F(JournalReaderTest, PartialRecordHeaderAtSegmentEndIsATornTail) {
 }
 
 TEST_F(JournalReaderTest, ZeroPaddingAfterTheLastRecordIsACleanEnd) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddWrite(2, 2, 0, "b");
   const uint64_t end = seg.end();
@@ -400,7 +386,7 @@ TEST_F(JournalReaderTest, ZeroPaddingAfterTheLastRecordIsACleanEnd) {
 }
 
 TEST_F(JournalReaderTest, ZeroBytesShorterThanARecordHeaderAreACleanEnd) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.Truncate(seg.end() + 10);
   ScanSummary s = Scan();
@@ -411,7 +397,7 @@ TEST_F(JournalReaderTest, ZeroBytesShorterThanARecordHeaderAreACleanEnd) {
 }
 
 TEST_F(JournalReaderTest, SegmentWithOnlyAHeaderIsClean) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   ScanSummary s = Scan();
   EXPECT_FALSE(s.corruption.has_value());
   EXPECT_EQ(s.records, 0u);
@@ -424,7 +410,7 @@ TEST_F(JournalReaderTest, SegmentWithOnlyAHeaderIsClean) {
 // ---- Holes: dropped or corrupt ------------------------------------------------------------
 
 TEST_F(JournalReaderTest, GarbledRecordAtOrAboveTheHorizonIsDropped) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddWrite(2, 2, 0, "b");
   const uint64_t off3 = seg.AddWrite(3, 3, 0, std::string(100, 'c'));
@@ -449,7 +435,7 @@ TEST_F(JournalReaderTest, GarbledRecordAtOrAboveTheHorizonIsDropped) {
 }
 
 TEST_F(JournalReaderTest, NeverWrittenRecordAboveTheHorizonIsDropped) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.Skip(RecordBytes(200));  // seq 2's space, all zero: its write never happened
   seg.AddWrite(3, 2, 0, "c");
@@ -463,7 +449,7 @@ TEST_F(JournalReaderTest, NeverWrittenRecordAboveTheHorizonIsDropped) {
 }
 
 TEST_F(JournalReaderTest, SeveralAdjacentTornRecordsAreAllDropped) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   const uint64_t off2 = seg.AddWrite(2, 2, 0, "b");
   const uint64_t off3 = seg.AddWrite(3, 2, 0, "c");
@@ -482,7 +468,7 @@ TEST_F(JournalReaderTest, SeveralAdjacentTornRecordsAreAllDropped) {
 }
 
 TEST_F(JournalReaderTest, ChecksumMismatchMidJournal) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddWrite(2, 2, 0, "b");
   const uint64_t off3 = seg.AddWrite(3, 3, 0, std::string(100, 'c'));
@@ -502,7 +488,7 @@ TEST_F(JournalReaderTest, ChecksumMismatchMidJournal) {
 }
 
 TEST_F(JournalReaderTest, MissingSeqBelowTheHorizonIsCorruption) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddWrite(2, 2, 0, "b");
   const uint64_t off4 = seg.AddWrite(4, 4, 0, "d");  // no bytes at all for seq 3
@@ -517,7 +503,7 @@ TEST_F(JournalReaderTest, MissingSeqBelowTheHorizonIsCorruption) {
 }
 
 TEST_F(JournalReaderTest, VoidedSeqBelowTheHorizonIsNotCorruption) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddWrite(2, 2, 0, "b");
   const uint64_t off3 = seg.AddWrite(3, 3, 0, "c");
@@ -535,7 +521,7 @@ TEST_F(JournalReaderTest, VoidedSeqBelowTheHorizonIsNotCorruption) {
 }
 
 TEST_F(JournalReaderTest, VoidMarkerForgivesOnlyTheSeqsItLists) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddMarker(4, 4, MarkerType::kVoid, EncodeVoidBody({3}));  // 2 is missing too
   ScanSummary s = Scan();
@@ -544,7 +530,7 @@ TEST_F(JournalReaderTest, VoidMarkerForgivesOnlyTheSeqsItLists) {
 }
 
 TEST_F(JournalReaderTest, MalformedVoidMarkerBodyIsCorruption) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   const uint64_t off2 = seg.AddMarker(2, 2, MarkerType::kVoid, "12345");  // not 8 + 8n bytes
   ScanSummary s = Scan();
@@ -556,7 +542,7 @@ TEST_F(JournalReaderTest, MalformedVoidMarkerBodyIsCorruption) {
 
 TEST_F(JournalReaderTest, StaleCopyOfAnEarlierRecordIsSkipped) {
   // Bytes that verify but carry an old seq are not the next record; the scan looks on.
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   seg.AddWrite(2, 2, 0, "b");
   seg.AddRaw(EncodeFullRecord(kJournalId, WriteHeader(1, 1, 0, "a"), "a"));
@@ -573,12 +559,12 @@ TEST_F(JournalReaderTest, StaleCopyOfAnEarlierRecordIsSkipped) {
 // ---- Segments -------------------------------------------------------------------------------
 
 TEST_F(JournalReaderTest, SegmentMissingFromTheMiddleBelowTheHorizonIsCorruption) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
   seg1.AddWrite(2, 2, 0, "b");
   seg1.AddWrite(3, 3, 0, "c");
   // Segment 4 (seqs 4..6) is gone; seq 7 says everything before it had completed.
-  SegmentBuilder seg7(dir_, 7);
+  SegmentBuilder seg7(dir_.path(), 7);
   seg7.AddWrite(7, 7, 0, "g");
   seg7.AddWrite(8, 8, 0, "h");
 
@@ -592,11 +578,11 @@ TEST_F(JournalReaderTest, SegmentMissingFromTheMiddleBelowTheHorizonIsCorruption
 }
 
 TEST_F(JournalReaderTest, SegmentGapAboveTheHorizonIsDropped) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
   seg1.AddWrite(2, 2, 0, "b");
   seg1.AddWrite(3, 3, 0, "c");
-  SegmentBuilder seg7(dir_, 7);
+  SegmentBuilder seg7(dir_.path(), 7);
   seg7.AddWrite(7, 4, 0, "g");  // seqs 4..6 were still in flight
   seg7.AddWrite(8, 4, 0, "h");
 
@@ -615,9 +601,9 @@ TEST_F(JournalReaderTest, SegmentGapAboveTheHorizonIsDropped) {
 constexpr uint64_t kMaxDroppedSeqs = 1u << 20;
 
 TEST_F(JournalReaderTest, AsManyDroppedSeqsAsTheLimitAreListed) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
-  SegmentBuilder seg2(dir_, kMaxDroppedSeqs + 2);  // seqs 2 .. kMax + 1 missing
+  SegmentBuilder seg2(dir_.path(), kMaxDroppedSeqs + 2);  // seqs 2 .. kMax + 1 missing
   seg2.AddWrite(kMaxDroppedSeqs + 2, 2, 0, "b");
   ScanSummary s = Scan();
   EXPECT_FALSE(s.corruption.has_value()) << *s.corruption;
@@ -627,9 +613,9 @@ TEST_F(JournalReaderTest, AsManyDroppedSeqsAsTheLimitAreListed) {
 }
 
 TEST_F(JournalReaderTest, MoreMissingSeqsThanTheDroppedLimitIsCorruption) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
-  SegmentBuilder seg2(dir_, kMaxDroppedSeqs + 3);  // one seq more missing
+  SegmentBuilder seg2(dir_.path(), kMaxDroppedSeqs + 3);  // one seq more missing
   seg2.AddWrite(kMaxDroppedSeqs + 3, 2, 0, "b");
   ScanSummary s = Scan();
   ASSERT_TRUE(s.corruption.has_value());
@@ -638,11 +624,11 @@ TEST_F(JournalReaderTest, MoreMissingSeqsThanTheDroppedLimitIsCorruption) {
 }
 
 TEST_F(JournalReaderTest, TornTailOfAnEarlierSegmentIsDroppedByTheNextSegmentsName) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
   const uint64_t off2 = seg1.AddWrite(2, 2, 0, std::string(500, 'b'));
   seg1.Truncate(off2 + 100);  // seq 2 torn at the end of segment 1
-  SegmentBuilder seg3(dir_, 3);
+  SegmentBuilder seg3(dir_.path(), 3);
   seg3.AddWrite(3, 2, 0, "c");
 
   ScanSummary s = Scan();
@@ -657,7 +643,7 @@ TEST_F(JournalReaderTest, TornTailOfAnEarlierSegmentIsDroppedByTheNextSegmentsNa
 }
 
 TEST_F(JournalReaderTest, TornHeaderInTheLastSegmentIsNotCorruption) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
   seg1.AddWrite(2, 2, 0, "b");
   uint8_t header[kSegmentHeaderBytes];
@@ -676,7 +662,7 @@ TEST_F(JournalReaderTest, TornHeaderInTheLastSegmentIsNotCorruption) {
 }
 
 TEST_F(JournalReaderTest, ZeroHeaderInTheLastSegmentIsNotCorruption) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
   WriteFile(SegmentName(2), std::string(kSegmentHeaderBytes, '\0'));
 
@@ -689,7 +675,7 @@ TEST_F(JournalReaderTest, ZeroHeaderInTheLastSegmentIsNotCorruption) {
 }
 
 TEST_F(JournalReaderTest, EmptyLastSegmentFileIsATornHeader) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
   WriteFile(SegmentName(2), "");
   ScanSummary s = Scan();
@@ -702,9 +688,9 @@ TEST_F(JournalReaderTest, DamagedHeaderOfALastSegmentHoldingRecordsIsCorruption)
   // The writer makes a segment's header durable before it reserves a record there, so a
   // last segment with records after a header that does not verify was damaged, not torn:
   // its records were acknowledged and must not be silently discarded.
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
-  SegmentBuilder seg2(dir_, 2);
+  SegmentBuilder seg2(dir_.path(), 2);
   seg2.AddWrite(2, 2, 0, "b");
   seg2.AddWrite(3, 3, 0, "c");
   seg2.FlipByte(30);  // the header's first seq field
@@ -718,7 +704,7 @@ TEST_F(JournalReaderTest, DamagedHeaderOfALastSegmentHoldingRecordsIsCorruption)
 
 TEST_F(JournalReaderTest, HalfWrittenHeaderOfALastSegmentWithOnlyZeroesAfterItIsTorn) {
   // The file was extended (say by a preallocation) but the header write never finished.
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
   uint8_t header[kSegmentHeaderBytes];
   EncodeSegmentHeader({kJournalId, 2, 1}, header);
@@ -735,9 +721,9 @@ TEST_F(JournalReaderTest, HalfWrittenHeaderOfALastSegmentWithOnlyZeroesAfterItIs
 }
 
 TEST_F(JournalReaderTest, TornFirstRecordOfASegmentIsFoundByTheSegmentsName) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
-  SegmentBuilder seg2(dir_, 2);
+  SegmentBuilder seg2(dir_.path(), 2);
   const uint64_t off2 = seg2.AddWrite(2, 2, 0, std::string(100, 'b'));
   seg2.FlipByte(off2 + kRecordHeaderBytes + 1);
   seg2.AddWrite(3, 2, 0, "c");
@@ -753,10 +739,10 @@ TEST_F(JournalReaderTest, TornFirstRecordOfASegmentIsFoundByTheSegmentsName) {
 }
 
 TEST_F(JournalReaderTest, TornHeaderInAnEarlierSegmentIsCorruption) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
   WriteFile(SegmentName(2), std::string(kSegmentHeaderBytes, '\0'));
-  SegmentBuilder seg3(dir_, 3);
+  SegmentBuilder seg3(dir_.path(), 3);
   seg3.AddWrite(3, 3, 0, "c");
 
   ScanSummary s = Scan();
@@ -768,10 +754,10 @@ TEST_F(JournalReaderTest, TornHeaderInAnEarlierSegmentIsCorruption) {
 }
 
 TEST_F(JournalReaderTest, ShortHeaderInAnEarlierSegmentIsCorruption) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
   WriteFile(SegmentName(2), std::string(100, '\0'));
-  SegmentBuilder seg3(dir_, 3);
+  SegmentBuilder seg3(dir_.path(), 3);
   seg3.AddWrite(3, 3, 0, "c");
   ScanSummary s = Scan();
   ASSERT_TRUE(s.corruption.has_value());
@@ -779,9 +765,9 @@ TEST_F(JournalReaderTest, ShortHeaderInAnEarlierSegmentIsCorruption) {
 }
 
 TEST_F(JournalReaderTest, SegmentOfAnotherJournalIsCorruption) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   seg1.AddWrite(1, 1, 0, "a");
-  SegmentBuilder foreign(dir_, 2, kOtherJournalId);  // verifies, but with another id
+  SegmentBuilder foreign(dir_.path(), 2, kOtherJournalId);  // verifies, but with another id
   foreign.AddWrite(2, 2, 0, "b");
 
   ScanSummary s = Scan();
@@ -793,7 +779,7 @@ TEST_F(JournalReaderTest, SegmentOfAnotherJournalIsCorruption) {
 }
 
 TEST_F(JournalReaderTest, RecordsOfAnotherJournalNeverVerify) {
-  SegmentBuilder seg(dir_, 1);
+  SegmentBuilder seg(dir_.path(), 1);
   seg.AddWrite(1, 1, 0, "a");
   const uint64_t off2 = seg.AddForeignWrite(2, 2, "b");
   seg.AddWrite(3, 3, 0, "c");
@@ -808,7 +794,7 @@ TEST_F(JournalReaderTest, RecordsOfAnotherJournalNeverVerify) {
 }
 
 TEST_F(JournalReaderTest, SegmentHeaderFirstSeqMustMatchTheFileName) {
-  SegmentBuilder seg(dir_, 5, kJournalId, /*header_first_seq=*/6);
+  SegmentBuilder seg(dir_.path(), 5, kJournalId, /*header_first_seq=*/6);
   seg.AddWrite(5, 5, 0, "a");
   ScanSummary s = Scan();
   ASSERT_TRUE(s.corruption.has_value());
@@ -818,9 +804,9 @@ TEST_F(JournalReaderTest, SegmentHeaderFirstSeqMustMatchTheFileName) {
 }
 
 TEST_F(JournalReaderTest, SegmentStartingBeforeThePreviousOnesLastSeqIsCorruption) {
-  SegmentBuilder seg1(dir_, 1);
+  SegmentBuilder seg1(dir_.path(), 1);
   for (uint64_t seq = 1; seq <= 5; ++seq) seg1.AddWrite(seq, seq, 0, "x");
-  SegmentBuilder seg3(dir_, 3);  // overlaps seqs 3..5 of segment 1
+  SegmentBuilder seg3(dir_.path(), 3);  // overlaps seqs 3..5 of segment 1
   seg3.AddWrite(6, 6, 0, "y");
   ScanSummary s = Scan();
   ASSERT_TRUE(s.corruption.has_value());
@@ -835,9 +821,9 @@ class JournalReaderVisitFromTest : public JournalReaderTest {
  protected:
   void SetUp() override {
     JournalReaderTest::SetUp();
-    SegmentBuilder seg1(dir_, 1);
+    SegmentBuilder seg1(dir_.path(), 1);
     for (uint64_t seq = 1; seq <= 3; ++seq) seg1.AddWrite(seq, seq, 0, "a");
-    SegmentBuilder seg4(dir_, 4);
+    SegmentBuilder seg4(dir_.path(), 4);
     for (uint64_t seq = 4; seq <= 6; ++seq) seg4.AddWrite(seq, seq, 0, "b");
   }
 };
@@ -853,7 +839,7 @@ TEST_F(JournalReaderVisitFromTest, VisitsOnlyRecordsFromTheSeqButSummarizesAll) 
 TEST_F(JournalReaderVisitFromTest, SkipSegmentsBelowVisitDoesNotReadThem) {
   // Damage segment 1's header: read, it would be corruption (it is not the last segment).
   {
-    UniqueFd fd(::open((dir_ + "/" + SegmentName(1)).c_str(), O_WRONLY | O_CLOEXEC));
+    UniqueFd fd(::open(dir_.file(SegmentName(1)).c_str(), O_WRONLY | O_CLOEXEC));
     ASSERT_TRUE(fd.valid());
     ASSERT_EQ(::pwrite(fd.get(), "XX", 2, 0), 2);
   }
@@ -884,7 +870,7 @@ TEST_F(JournalReaderVisitFromTest, VisitorErrorStopsTheScanAndIsReturned) {
     seen.push_back(r.header.seq);
     return r.header.seq == 2 ? Status::IoError("replay failed at seq 2") : Status::Ok();
   };
-  auto s = ScanJournal(dir_, opt);
+  auto s = ScanJournal(dir_.path(), opt);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().message(), "replay failed at seq 2");
   EXPECT_EQ(seen, (Seqs{1, 2}));
@@ -895,10 +881,10 @@ TEST_F(JournalReaderVisitFromTest, VisitorErrorStopsTheScanAndIsReturned) {
 TEST_F(JournalReaderTest, MissingDirectoryIsAnError) {
   ScanOptions opt;
   opt.journal_id = kJournalId;
-  auto s = ScanJournal(dir_ + "/nonexistent", opt);
+  auto s = ScanJournal(dir_.file("nonexistent"), opt);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), Status::Code::kIoError);
-  EXPECT_NE(s.status().message().find(dir_ + "/nonexistent"), std::string::npos);
+  EXPECT_NE(s.status().message().find(dir_.file("nonexistent")), std::string::npos);
 }
 
 TEST_F(JournalReaderTest, ListSegmentsSortsBySeqAndIgnoresOtherFiles) {
@@ -907,7 +893,7 @@ TEST_F(JournalReaderTest, ListSegmentsSortsBySeqAndIgnoresOtherFiles) {
   WriteFile("journal.meta", "");
   WriteFile("0000000000000003.hrl.tmp", "");
   WriteFile("000000000000000A.hrl", "");
-  auto list = ListSegments(dir_);
+  auto list = ListSegments(dir_.path());
   ASSERT_TRUE(list.ok()) << list.status().ToString();
   using Entry = std::pair<uint64_t, std::string>;
   EXPECT_EQ(list.value(),
@@ -918,7 +904,7 @@ TEST_F(JournalReaderTest, ReadJournalMetaRoundTrip) {
   uint8_t meta[kMetaBytes];
   EncodeMeta({kJournalId, 1ull << 30}, meta);
   WriteFile("journal.meta", std::string(reinterpret_cast<const char*>(meta), sizeof(meta)));
-  auto m = ReadJournalMeta(dir_ + "/journal.meta");
+  auto m = ReadJournalMeta(dir_.file("journal.meta"));
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->journal_id, kJournalId);
   EXPECT_EQ(m->disk_bytes, 1ull << 30);
@@ -929,7 +915,7 @@ TEST_F(JournalReaderTest, ReadJournalMetaRejectsAFlippedByte) {
   EncodeMeta({kJournalId, 1ull << 30}, meta);
   meta[17] ^= 1;
   WriteFile("journal.meta", std::string(reinterpret_cast<const char*>(meta), sizeof(meta)));
-  auto m = ReadJournalMeta(dir_ + "/journal.meta");
+  auto m = ReadJournalMeta(dir_.file("journal.meta"));
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), Status::Code::kCorruption);
 }
@@ -938,7 +924,7 @@ TEST_F(JournalReaderTest, ReadJournalMetaRejectsAShortFile) {
   uint8_t meta[kMetaBytes];
   EncodeMeta({kJournalId, 1ull << 30}, meta);
   WriteFile("journal.meta", std::string(reinterpret_cast<const char*>(meta), 63));
-  auto m = ReadJournalMeta(dir_ + "/journal.meta");
+  auto m = ReadJournalMeta(dir_.file("journal.meta"));
   ASSERT_FALSE(m.ok());
   EXPECT_NE(m.status().message().find("short file"), std::string::npos);
 }

@@ -11,12 +11,12 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/test_temp_dir.h"
 #include "nbd/protocol.h"
 
 namespace blockrep {
@@ -26,36 +26,18 @@ constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kFileBytes = 1024 * kKiB;
 constexpr uint32_t kHoleFlags = nbd::kStateHole | nbd::kStateZero;
 
-// A fresh directory, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string base = ::testing::TempDir();
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string tmpl = base + "blockrep_backing_disk_test.XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr) << "mkdtemp: " << std::strerror(errno);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
+using test::TempDir;
 
-  // A new file of `size` bytes, all a hole, from mkstemp. Returns its path.
-  std::string NewSparseFile(uint64_t size) {
-    std::string tmpl = path_ + "/disk.XXXXXX";
-    int fd = ::mkstemp(tmpl.data());
-    EXPECT_GE(fd, 0) << "mkstemp: " << std::strerror(errno);
-    if (fd < 0) return tmpl;
-    EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
-    ::close(fd);
-    return tmpl;
-  }
-
- private:
-  std::string path_;
-};
+// A new file of `size` bytes in `dir`, all a hole, from mkstemp. Returns its path.
+std::string NewSparseFile(const TempDir& dir, uint64_t size) {
+  std::string tmpl = dir.file("disk.XXXXXX");
+  int fd = ::mkstemp(tmpl.data());
+  EXPECT_GE(fd, 0) << "mkstemp: " << std::strerror(errno);
+  if (fd < 0) return tmpl;
+  EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
+  ::close(fd);
+  return tmpl;
+}
 
 // Writes `length` bytes of 0xAB at `offset` and makes them durable, so the file system has
 // allocated them by the time the extent map is read.
@@ -99,7 +81,7 @@ std::vector<Ext> Pairs(const std::vector<nbd::Extent>& extents) {
 
 TEST(BackingDiskOpen, ReportsNamePathAndSize) {
   TempDir dir;
-  std::string path = dir.NewSparseFile(kFileBytes);
+  std::string path = NewSparseFile(dir, kFileBytes);
   auto d = BackingDisk::Open("disk0", path);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   EXPECT_EQ(d->name(), "disk0");
@@ -111,7 +93,7 @@ TEST(BackingDiskOpen, ReportsNamePathAndSize) {
 
 TEST(BackingDiskOpen, MissingFileFails) {
   TempDir dir;
-  const std::string path = dir.path() + "/no-such-file";
+  const std::string path = dir.file("no-such-file");
   auto d = BackingDisk::Open("disk0", path);
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.status().code(), Status::Code::kIoError);
@@ -120,7 +102,7 @@ TEST(BackingDiskOpen, MissingFileFails) {
 
 TEST(BackingDiskOpen, EmptyFileFails) {
   TempDir dir;
-  auto d = BackingDisk::Open("disk0", dir.NewSparseFile(0));
+  auto d = BackingDisk::Open("disk0", NewSparseFile(dir, 0));
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.status().code(), Status::Code::kInvalidArgument);
   EXPECT_NE(d.status().message().find("empty"), std::string::npos) << d.status().message();
@@ -134,7 +116,7 @@ TEST(BackingDiskOpen, DirectoryFails) {
 
 TEST(BackingDiskOpen, SecondOpenOfSameFileFailsOnLock) {
   TempDir dir;
-  std::string path = dir.NewSparseFile(kFileBytes);
+  std::string path = NewSparseFile(dir, kFileBytes);
   auto first = BackingDisk::Open("disk0", path);
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   auto second = BackingDisk::Open("disk1", path);
@@ -146,7 +128,7 @@ TEST(BackingDiskOpen, SecondOpenOfSameFileFailsOnLock) {
 
 TEST(BackingDiskOpen, ReopenAfterCloseSucceeds) {
   TempDir dir;
-  std::string path = dir.NewSparseFile(kFileBytes);
+  std::string path = NewSparseFile(dir, kFileBytes);
   {
     auto first = BackingDisk::Open("disk0", path);
     ASSERT_TRUE(first.ok());
@@ -157,7 +139,7 @@ TEST(BackingDiskOpen, ReopenAfterCloseSucceeds) {
 
 TEST(BackingDiskOpen, MovedDiskKeepsItsLock) {
   TempDir dir;
-  std::string path = dir.NewSparseFile(kFileBytes);
+  std::string path = NewSparseFile(dir, kFileBytes);
   std::optional<BackingDisk> held;
   {
     auto r = BackingDisk::Open("disk0", path);
@@ -170,7 +152,7 @@ TEST(BackingDiskOpen, MovedDiskKeepsItsLock) {
 
 TEST(BackingDisk, SyncSucceeds) {
   TempDir dir;
-  auto d = BackingDisk::Open("disk0", dir.NewSparseFile(kFileBytes));
+  auto d = BackingDisk::Open("disk0", NewSparseFile(dir, kFileBytes));
   ASSERT_TRUE(d.ok());
   EXPECT_TRUE(d->Sync().ok());
 }
@@ -181,7 +163,7 @@ TEST(BackingDisk, SyncSucceeds) {
 class ExtentsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = dir_.NewSparseFile(kFileBytes);
+    path_ = NewSparseFile(dir_, kFileBytes);
     WriteData(path_, 256 * kKiB, 64 * kKiB);
     if (HasFatalFailure()) return;
     if (!SupportsHoles(path_)) GTEST_SKIP() << "no holes on the file system of " << dir_.path();
@@ -266,7 +248,7 @@ TEST_F(ExtentsTest, ExtentsCoverTheWholeRangeExactly) {
 
 TEST(BackingDiskExtents, DataRunningToEndOfFile) {
   TempDir dir;
-  std::string path = dir.NewSparseFile(kFileBytes);
+  std::string path = NewSparseFile(dir, kFileBytes);
   WriteData(path, kFileBytes - 64 * kKiB, 64 * kKiB);
   if (!SupportsHoles(path)) GTEST_SKIP() << "no holes on this file system";
   auto d = BackingDisk::Open("disk0", path);
@@ -279,7 +261,7 @@ TEST(BackingDiskExtents, DataRunningToEndOfFile) {
 
 TEST(BackingDiskExtents, FullyWrittenFileIsOneDataExtent) {
   TempDir dir;
-  std::string path = dir.NewSparseFile(kFileBytes);
+  std::string path = NewSparseFile(dir, kFileBytes);
   WriteData(path, 0, kFileBytes);
   auto d = BackingDisk::Open("disk0", path);
   ASSERT_TRUE(d.ok());
@@ -291,7 +273,7 @@ TEST(BackingDiskExtents, FullyWrittenFileIsOneDataExtent) {
 
 TEST(BackingDiskExtents, AllHoleFileIsOneHoleExtent) {
   TempDir dir;
-  std::string path = dir.NewSparseFile(kFileBytes);
+  std::string path = NewSparseFile(dir, kFileBytes);
   if (!SupportsHoles(path)) GTEST_SKIP() << "no holes on this file system";
   auto d = BackingDisk::Open("disk0", path);
   ASSERT_TRUE(d.ok());
@@ -306,7 +288,7 @@ TEST(BackingDiskExtents, HoleOver4GiBIsSplitIntoExtentsThatFitU32) {
   constexpr uint64_t kHuge = 10ull << 30;
   constexpr uint64_t kMaxPiece = 0xFFFFF000ull;  // 4 GiB - 4 KiB: under 2^32, 4 KiB aligned
   TempDir dir;
-  std::string path = dir.NewSparseFile(kHuge);
+  std::string path = NewSparseFile(dir, kHuge);
   if (!SupportsHoles(path)) GTEST_SKIP() << "no holes on this file system";
   auto d = BackingDisk::Open("disk0", path);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
@@ -320,7 +302,7 @@ TEST(BackingDiskExtents, HoleOver4GiBIsSplitIntoExtentsThatFitU32) {
 TEST(BackingDiskExtents, SplitHoleRespectsMaxExtents) {
   constexpr uint64_t kHuge = 10ull << 30;
   TempDir dir;
-  std::string path = dir.NewSparseFile(kHuge);
+  std::string path = NewSparseFile(dir, kHuge);
   if (!SupportsHoles(path)) GTEST_SKIP() << "no holes on this file system";
   auto d = BackingDisk::Open("disk0", path);
   ASSERT_TRUE(d.ok());

@@ -43,7 +43,8 @@ class FuseFront {
 
   // Mounts a FUSE file system on dir. dir must exist and be an empty directory, or a stale
   // FUSE mount left by a killed daemon (its "Transport endpoint is not connected" is
-  // detected and the mount detached first).
+  // detected and the mount detached first). The checks are PrepareMountDir's
+  // (fuse_mount_dir.h), and so are their errors, each naming dir.
   static Result<std::unique_ptr<FuseFront>> Start(const std::string& dir, std::vector<File> files,
                                                   int threads);
   // Unmounts (lazily if a loop device still holds a file open; that is logged, and the loop

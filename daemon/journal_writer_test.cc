@@ -7,20 +7,19 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "core/journal_format.h"
 #include "core/journal_reader.h"
+#include "core/test_temp_dir.h"
 #include "core/unique_fd.h"
 
 namespace blockrep {
@@ -40,23 +39,11 @@ static_assert(kRecordsPerSegment == 14);
 
 class JournalWriterTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string base = ::testing::TempDir();
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string tmpl = base + "blockrep_journal_writer_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr) << std::strerror(errno);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    writer_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
   // Opens writer_; a fatal failure when Open fails (callers wrap it in ASSERT_NO_FATAL_FAILURE).
   void Open(uint64_t next_seq, uint64_t max_bytes = kUnlimited,
             const std::vector<JournalWriter::Existing>& existing = {}) {
-    auto w = JournalWriter::Open(dir_, kJournalId, next_seq, existing, max_bytes, kTargetBytes);
+    auto w =
+        JournalWriter::Open(dir_.path(), kJournalId, next_seq, existing, max_bytes, kTargetBytes);
     ASSERT_TRUE(w.ok()) << w.status().ToString();
     writer_ = std::move(w).value();
   }
@@ -77,7 +64,7 @@ class JournalWriterTest : public ::testing::Test {
   }
 
   std::string SegmentPath(uint64_t first_seq) const {
-    return dir_ + "/" + journal::SegmentName(first_seq);
+    return dir_.file(journal::SegmentName(first_seq));
   }
   bool Exists(const std::string& path) const { return ::access(path.c_str(), F_OK) == 0; }
   uint64_t FileBytes(const std::string& path) const {
@@ -96,7 +83,7 @@ class JournalWriterTest : public ::testing::Test {
     ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(bytes)), 0);
   }
 
-  std::string dir_;
+  test::TempDir dir_;
   std::unique_ptr<JournalWriter> writer_;
 };
 
@@ -127,7 +114,7 @@ TEST_F(JournalWriterTest, OpenCreatesASegmentNamedForNextSeqWithAValidHeader) {
 
 TEST_F(JournalWriterTest, OpenFailsWhenTheFirstSegmentAlreadyExists) {
   ASSERT_NO_FATAL_FAILURE(MakeOldSegment(7, kSegmentHeaderBytes));
-  auto w = JournalWriter::Open(dir_, kJournalId, 7, {}, kUnlimited, kTargetBytes);
+  auto w = JournalWriter::Open(dir_.path(), kJournalId, 7, {}, kUnlimited, kTargetBytes);
   ASSERT_FALSE(w.ok());
   EXPECT_NE(w.status().message().find(journal::SegmentName(7)), std::string::npos)
       << w.status().ToString();
@@ -474,7 +461,7 @@ TEST_F(JournalWriterTest, DeleteAllRemovesEverySegmentFile) {
   ASSERT_TRUE(writer_->DeleteAll().ok());
   EXPECT_EQ(writer_->segment_count(), 0u);
   EXPECT_EQ(writer_->bytes(), 0u);
-  auto list = journal::ListSegments(dir_);
+  auto list = journal::ListSegments(dir_.path());
   ASSERT_TRUE(list.ok());
   EXPECT_TRUE(list->empty());
 }
@@ -510,7 +497,7 @@ TEST_F(JournalWriterTest, AppendMarkerSyncWritesRecordsScanJournalVerifies) {
                     r.file_offset});
     return Status::Ok();
   };
-  auto scan = journal::ScanJournal(dir_, opt);
+  auto scan = journal::ScanJournal(dir_.path(), opt);
   ASSERT_TRUE(scan.ok()) << scan.status().ToString();
   EXPECT_FALSE(scan->corruption.has_value()) << *scan->corruption;
   EXPECT_EQ(scan->records, 3u);
@@ -551,7 +538,7 @@ TEST_F(JournalWriterTest, AppendMarkerSyncAfterARollLandsInTheNewSegment) {
     seen.push_back(r.header.seq);
     return Status::Ok();
   };
-  auto scan = journal::ScanJournal(dir_, opt);
+  auto scan = journal::ScanJournal(dir_.path(), opt);
   ASSERT_TRUE(scan.ok()) << scan.status().ToString();
   EXPECT_FALSE(scan->corruption.has_value()) << *scan->corruption;
   EXPECT_EQ(seen, (std::vector<uint64_t>{kRecordsPerSegment + 1}));

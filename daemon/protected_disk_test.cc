@@ -34,6 +34,7 @@
 #include "core/io_ring.h"
 #include "core/journal_reader.h"
 #include "daemon/write_path.h"
+#include "daemon/write_path_test_support.h"
 
 namespace blockrep {
 namespace {
@@ -41,171 +42,22 @@ namespace {
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = 1024 * kKiB;
 constexpr uint64_t kDiskBytes = 4 * kMiB;
-constexpr char kFill = '\x5A';     // the backing file's bytes before any write
-constexpr char kGarbage = '\xEE';  // what a "crash" leaves where the page cache was lost
-constexpr char kDiskName[] = "disk0";
+constexpr char kFill = '\x5A';  // the backing file's bytes before any write
 // Large enough that no test but the budget one leaves journaling.
 constexpr ByteSize kRoomyBudget{256 * kMiB, 0};
 
-// Records the one OnDone call of an operation.
-class Done : public nbd::BackendDone {
- public:
-  void OnDone(int err) override {
-    ++calls;
-    this->err = err;
-  }
-  int calls = 0;
-  int err = INT_MIN;
-};
+using test::JournaledWrite;
+using test::MakeFilledFile;
+using test::Pattern;
+using test::SameBytes;
 
-// A verified write record, as the journal holds it.
-struct JournaledWrite {
-  uint64_t seq;
-  uint64_t offset;
-  std::string payload;
-  std::string segment;
-  uint64_t file_offset;
-};
-
-// Compares bytes without printing kilobytes of them: names the first difference.
-::testing::AssertionResult SameBytes(const std::string& actual, const std::string& expected) {
-  if (actual == expected) return ::testing::AssertionSuccess();
-  if (actual.size() != expected.size()) {
-    return ::testing::AssertionFailure()
-           << actual.size() << " bytes where " << expected.size() << " were expected";
-  }
-  size_t i = 0;
-  while (actual[i] == expected[i]) ++i;
-  size_t differing = 0;
-  for (size_t j = i; j < actual.size(); ++j) differing += actual[j] != expected[j];
-  char buf[96];
-  std::snprintf(buf, sizeof(buf), "byte %zu is 0x%02x, expected 0x%02x (%zu of %zu bytes differ)",
-                i, static_cast<uint8_t>(actual[i]), static_cast<uint8_t>(expected[i]), differing,
-                actual.size());
-  return ::testing::AssertionFailure() << buf;
-}
-
-std::string Pattern(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i)
-    s[i] = static_cast<char>((i * 131 + seed * 7919 + (i >> 8)) & 0xFF);
-  return s;
-}
-
-class ProtectedDiskTest : public ::testing::Test {
+class ProtectedDiskTest : public ::testing::Test, protected test::ProtectedDiskHarness {
  protected:
-  void SetUp() override {
-    std::string base = ::testing::TempDir();
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string dir = base + "blockrep_protected_disk_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(dir.data()), nullptr) << std::strerror(errno);
-    dir_ = dir;
-    path_ = dir_ + "/disk.img";
-    MakeBackingFile(path_);
-    state_dir_ = dir_ + "/state";
-    disk_dir_ = ProtectedDisk::DiskDir(state_dir_, kDiskName);
-    auto ring = IoRing::Create(64);
-    ASSERT_TRUE(ring.ok()) << ring.status().ToString();
-    ring_ = std::move(ring).value();
-  }
-
-  void TearDown() override {
-    if (pd_ != nullptr) {
-      EXPECT_TRUE(pd_->Close().ok());
-    }
-    pd_.reset();
-    ring_.reset();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-  }
-
-  void MakeBackingFile(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    ASSERT_GE(fd, 0) << std::strerror(errno);
-    const std::string fill(kDiskBytes, kFill);
-    ASSERT_EQ(::pwrite(fd, fill.data(), fill.size(), 0), static_cast<ssize_t>(kDiskBytes));
-    ::close(fd);
-  }
-
-  ProtectedDisk::Options Opts(ByteSize journal_max = kRoomyBudget) const {
-    ProtectedDisk::Options opts;
-    opts.state_dir = state_dir_;
-    opts.journal_max = journal_max;
-    return opts;
-  }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(CreateDisk(kDiskBytes, kFill)); }
+  void TearDown() override { DestroyDisk(); }
 
   // Opens (or re-opens: a restart) the disk.
-  void OpenDisk(ByteSize journal_max = kRoomyBudget) {
-    auto pd = ProtectedDisk::Open(kDiskName, path_, Opts(journal_max));
-    ASSERT_TRUE(pd.ok()) << pd.status().ToString();
-    pd_ = std::move(pd).value();
-    wp_ = &pd_->write_path();
-  }
-
-  void CloseDisk() {
-    ASSERT_NE(pd_, nullptr);
-    Status st = pd_->Close();
-    EXPECT_TRUE(st.ok()) << st.ToString();
-    pd_.reset();
-    wp_ = nullptr;
-  }
-
-  // The daemon dies: no Close, so no final checkpoint and no clean-shutdown mark. Every
-  // operation has completed (the WritePath requires that of its destructor).
-  void Crash() {
-    ASSERT_NE(pd_, nullptr);
-    ASSERT_EQ(wp_->stats().changes_in_flight, 0u);
-    pd_.reset();
-    wp_ = nullptr;
-  }
-
-  // Dispatches completions until `done` fires, in a bounded number of rounds.
-  int Await(Done& done) {
-    for (int round = 0; round < 10000 && done.calls == 0; ++round) {
-      auto r = ring_->SubmitAndDispatch(1);
-      if (!r.ok()) {
-        ADD_FAILURE() << r.status().ToString();
-        return INT_MIN;
-      }
-    }
-    EXPECT_EQ(done.calls, 1) << "the operation never completed";
-    return done.err;
-  }
-  int Write(uint64_t offset, const std::string& data) {
-    Done d;
-    wp_->Write(*ring_, offset, static_cast<uint32_t>(data.size()),
-               reinterpret_cast<const uint8_t*>(data.data()), /*fua=*/false, &d);
-    return Await(d);
-  }
-  int Flush() {
-    Done d;
-    wp_->Flush(*ring_, &d);
-    return Await(d);
-  }
-
-  // The backing file's bytes, read on a descriptor of our own.
-  std::string FileBytes(uint64_t offset, uint64_t length) {
-    std::string out(length, '\0');
-    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    EXPECT_GE(fd, 0) << std::strerror(errno);
-    if (fd < 0) return "";
-    ssize_t n = ::pread(fd, out.data(), length, static_cast<off_t>(offset));
-    ::close(fd);
-    EXPECT_EQ(n, static_cast<ssize_t>(length));
-    return out;
-  }
-
-  // Overwrites the backing file's bytes behind the daemon's back.
-  void Clobber(uint64_t offset, uint64_t length) {
-    int fd = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
-    ASSERT_GE(fd, 0) << std::strerror(errno);
-    const std::string garbage(length, kGarbage);
-    EXPECT_EQ(::pwrite(fd, garbage.data(), length, static_cast<off_t>(offset)),
-              static_cast<ssize_t>(length));
-    ::close(fd);
-  }
+  void OpenDisk(ByteSize journal_max = kRoomyBudget) { OpenDiskWith(Opts(journal_max)); }
 
   DiskState LoadState() {
     auto st = DiskState::Load(disk_dir_ + "/state.json");
@@ -224,36 +76,6 @@ class ProtectedDiskTest : public ::testing::Test {
     EXPECT_TRUE(list.ok()) << list.status().ToString();
     return list.ok() ? list.value() : std::vector<std::pair<uint64_t, std::string>>{};
   }
-
-  // Scans the journal directory; records every verified write.
-  journal::ScanSummary ScanJournal(std::vector<JournaledWrite>* writes = nullptr) {
-    auto meta = journal::ReadJournalMeta(disk_dir_ + "/journal.meta");
-    EXPECT_TRUE(meta.ok()) << meta.status().ToString();
-    if (!meta.ok()) return {};
-    journal::ScanOptions opts;
-    opts.journal_id = meta->journal_id;
-    opts.visitor = [writes](const journal::RecordView& r) {
-      if (writes != nullptr && r.header.kind == journal::RecordKind::kWrite) {
-        writes->push_back(
-            {r.header.seq, r.header.offset,
-             std::string(reinterpret_cast<const char*>(r.payload), r.header.payload_bytes),
-             *r.segment, r.file_offset});
-      }
-      return Status::Ok();
-    };
-    auto scan = journal::ScanJournal(disk_dir_ + "/journal", opts);
-    EXPECT_TRUE(scan.ok()) << scan.status().ToString();
-    if (!scan.ok()) return {};
-    return std::move(scan).value();
-  }
-
-  std::string dir_;
-  std::string path_;
-  std::string state_dir_;
-  std::string disk_dir_;
-  std::unique_ptr<ProtectedDisk> pd_;
-  WritePath* wp_ = nullptr;
-  std::unique_ptr<IoRing> ring_;
 };
 
 TEST_F(ProtectedDiskTest, FirstOpenCreatesState) {
@@ -476,7 +298,7 @@ TEST_F(ProtectedDiskTest, JournalLeftBehindByTheSwitchIsNotReplayedOverLaterWrit
   ASSERT_EQ(wp_->stats().mode, DiskMode::kJournaling);
   // The journal as it stands when the next write switches the disk to the bitmap (the switch
   // itself writes no record).
-  const std::string saved = dir_ + "/saved-journal";
+  const std::string saved = dir_->file("saved-journal");
   std::filesystem::copy(disk_dir_ + "/journal", saved);
   ASSERT_EQ(Write(offset, after), 0);
   ASSERT_EQ(wp_->stats().mode, DiskMode::kBitmap);
@@ -501,7 +323,7 @@ TEST_F(ProtectedDiskTest, DiskSizeChangeIsRefused) {
   const uint64_t grown = kDiskBytes + 1 * kMiB;
   ASSERT_EQ(::truncate(path_.c_str(), static_cast<off_t>(grown)), 0) << std::strerror(errno);
 
-  auto pd = ProtectedDisk::Open(kDiskName, path_, Opts());
+  auto pd = ProtectedDisk::Open(kDiskName, path_, Opts(kRoomyBudget));
   ASSERT_FALSE(pd.ok()) << "a resized disk was opened with its old journal";
   const std::string& msg = pd.status().message();
   EXPECT_NE(msg.find(std::to_string(grown)), std::string::npos) << msg;
@@ -512,9 +334,9 @@ TEST_F(ProtectedDiskTest, SecondOpenOfSameStateDirIsRefused) {
   OpenDisk();
   // Another backing file under the same name and state directory: only the state
   // directory's lock can refuse it.
-  const std::string other = dir_ + "/other.img";
-  MakeBackingFile(other);
-  auto second = ProtectedDisk::Open(kDiskName, other, Opts());
+  const std::string other = dir_->file("other.img");
+  ASSERT_NO_FATAL_FAILURE(MakeFilledFile(other, kDiskBytes, kFill));
+  auto second = ProtectedDisk::Open(kDiskName, other, Opts(kRoomyBudget));
   ASSERT_FALSE(second.ok()) << "two daemons would share " << disk_dir_;
   EXPECT_NE(second.status().message().find(disk_dir_), std::string::npos)
       << second.status().ToString();

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <deque>
 #include <string>
 #include <vector>
 
 #include "daemon/source_options.h"
+#include "daemon/source_options_test_support.h"
 
 namespace blockrep {
 namespace {
@@ -330,19 +330,7 @@ class TempConfig {
   std::string path_;
 };
 
-// Parses {"blockrep-source", args...}; every argv lives until the program exits because
-// getopt keeps pointers into it between calls.
-Result<SourceOptions> Parse(std::vector<std::string> args) {
-  static std::deque<std::vector<std::string>> strings;
-  static std::deque<std::vector<char*>> argvs;
-  args.insert(args.begin(), "blockrep-source");
-  strings.push_back(std::move(args));
-  std::vector<char*> argv;
-  for (std::string& a : strings.back()) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  argvs.push_back(std::move(argv));
-  return ParseSourceOptions(static_cast<int>(argvs.back().size() - 1), argvs.back().data());
-}
+using test::Parse;
 
 TEST(SourceConfigFile, DisksComeFromFileWhenNoDiskFlag) {
   TempConfig file(R"(

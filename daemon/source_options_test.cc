@@ -4,26 +4,15 @@
 
 #include <gtest/gtest.h>
 
-#include <deque>
 #include <string>
 #include <vector>
+
+#include "daemon/source_options_test_support.h"
 
 namespace blockrep {
 namespace {
 
-// Parses {"blockrep-source", args...}. getopt keeps pointers into argv between calls, so
-// every argv built here lives until the test program exits.
-Result<SourceOptions> Parse(std::vector<std::string> args) {
-  static std::deque<std::vector<std::string>> strings;
-  static std::deque<std::vector<char*>> argvs;
-  args.insert(args.begin(), "blockrep-source");
-  strings.push_back(std::move(args));
-  std::vector<char*> argv;
-  for (std::string& a : strings.back()) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  argvs.push_back(std::move(argv));
-  return ParseSourceOptions(static_cast<int>(argvs.back().size() - 1), argvs.back().data());
-}
+using test::Parse;
 
 bool Mentions(const Result<SourceOptions>& r, const std::string& what) {
   return r.status().message().find(what) != std::string::npos;

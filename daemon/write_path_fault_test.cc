@@ -4,18 +4,12 @@
 // writes, ENOSPC, EIO and failed fdatasyncs exactly where a failing disk would give them.
 // Each case then checks what the client was told, the backing file's bytes (read with pread
 // on another descriptor), the journal (scanned with journal::ScanJournal) and the bitmap.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <limits.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +20,7 @@
 #include "core/journal_reader.h"
 #include "daemon/protected_disk.h"
 #include "daemon/write_path.h"
+#include "daemon/write_path_test_support.h"
 
 namespace blockrep {
 namespace {
@@ -33,37 +28,10 @@ namespace {
 constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kDiskBytes = 4 * 1024 * kKiB;
 constexpr char kFill = '\x5A';
-constexpr char kGarbage = '\xEE';  // what a lost page cache leaves, as far as a test can tell
-constexpr char kDiskName[] = "disk0";
 
-// Records the one OnDone call of an operation.
-class Done : public nbd::BackendDone {
- public:
-  void OnDone(int err) override {
-    ++calls;
-    this->err = err;
-  }
-  int calls = 0;
-  int err = INT_MIN;
-};
-
-// Compares bytes without printing kilobytes of them: names the first difference.
-::testing::AssertionResult SameBytes(const std::string& actual, const std::string& expected) {
-  if (actual == expected) return ::testing::AssertionSuccess();
-  if (actual.size() != expected.size()) {
-    return ::testing::AssertionFailure()
-           << actual.size() << " bytes where " << expected.size() << " were expected";
-  }
-  size_t i = 0;
-  while (actual[i] == expected[i]) ++i;
-  size_t differing = 0;
-  for (size_t j = i; j < actual.size(); ++j) differing += actual[j] != expected[j];
-  char buf[96];
-  std::snprintf(buf, sizeof(buf), "byte %zu is 0x%02x, expected 0x%02x (%zu of %zu bytes differ)",
-                i, static_cast<uint8_t>(actual[i]), static_cast<uint8_t>(expected[i]), differing,
-                actual.size());
-  return ::testing::AssertionFailure() << buf;
-}
+using test::JournaledWrite;
+using test::Pattern;
+using test::SameBytes;
 
 // What a descriptor the write path hands to FileIo refers to.
 enum class FdKind { kBacking, kJournal, kBitmap, kOther };
@@ -76,84 +44,19 @@ std::string FdPath(int fd) {
   return std::string(buf, static_cast<size_t>(n));
 }
 
-// A verified write record, as the journal holds it.
-struct JournaledWrite {
-  uint64_t seq;
-  uint64_t offset;
-  std::string payload;
-};
-
-class WritePathFaultTest : public ::testing::Test {
+class WritePathFaultTest : public ::testing::Test, protected test::ProtectedDiskHarness {
  protected:
-  void SetUp() override {
-    std::string base = ::testing::TempDir();
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string dir = base + "blockrep_write_path_fault_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(dir.data()), nullptr) << std::strerror(errno);
-    dir_ = dir;
-    path_ = dir_ + "/disk.img";
-    int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    ASSERT_GE(fd, 0) << std::strerror(errno);
-    const std::string fill(kDiskBytes, kFill);
-    ASSERT_EQ(::pwrite(fd, fill.data(), fill.size(), 0), static_cast<ssize_t>(kDiskBytes));
-    ::close(fd);
-    state_dir_ = dir_ + "/state";
-    disk_dir_ = ProtectedDisk::DiskDir(state_dir_, kDiskName);
-    auto ring = IoRing::Create(64);
-    ASSERT_TRUE(ring.ok()) << ring.status().ToString();
-    ring_ = std::move(ring).value();
-  }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(CreateDisk(kDiskBytes, kFill)); }
 
+  // Closes the disk here, while io_ (destroyed before the harness's members) is still alive.
   void TearDown() override {
     io_.SetRule(nullptr);
-    if (pd_ != nullptr) {
-      EXPECT_TRUE(pd_->Close().ok());
-    }
-    pd_.reset();
-    ring_.reset();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
+    DestroyDisk();
   }
 
   // Opens (or re-opens, after Close) the disk with io_ as its FileIo.
   void OpenDisk(ByteSize journal_max = ByteSize{64u << 20, 0}) {
-    ProtectedDisk::Options opts;
-    opts.state_dir = state_dir_;
-    opts.journal_max = journal_max;
-    opts.io = &io_;
-    auto pd = ProtectedDisk::Open(kDiskName, path_, opts);
-    ASSERT_TRUE(pd.ok()) << pd.status().ToString();
-    pd_ = std::move(pd).value();
-    wp_ = &pd_->write_path();
-  }
-
-  void CloseDisk() {
-    ASSERT_NE(pd_, nullptr);
-    Status st = pd_->Close();
-    EXPECT_TRUE(st.ok()) << st.ToString();
-    pd_.reset();
-    wp_ = nullptr;
-  }
-
-  // The daemon dies: no Close, so no final checkpoint. Every operation has completed (the
-  // WritePath requires that of its destructor).
-  void Crash() {
-    ASSERT_NE(pd_, nullptr);
-    ASSERT_EQ(wp_->stats().changes_in_flight, 0u);
-    pd_.reset();
-    wp_ = nullptr;
-  }
-
-  // Overwrites the backing file's bytes behind the daemon's back.
-  void Clobber(uint64_t offset, uint64_t length) {
-    int fd = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
-    ASSERT_GE(fd, 0) << std::strerror(errno);
-    const std::string garbage(length, kGarbage);
-    EXPECT_EQ(::pwrite(fd, garbage.data(), length, static_cast<off_t>(offset)),
-              static_cast<ssize_t>(length));
-    ::close(fd);
+    OpenDiskWith(Opts(journal_max, &io_));
   }
 
   // Called from inside a fault rule (under FaultyFileIo's lock).
@@ -165,77 +68,7 @@ class WritePathFaultTest : public ::testing::Test {
     return FdKind::kOther;
   }
 
-  // Dispatches completions until `done` fires, in a bounded number of rounds.
-  int Await(Done& done) {
-    for (int round = 0; round < 10000 && done.calls == 0; ++round) {
-      auto r = ring_->SubmitAndDispatch(1);
-      if (!r.ok()) {
-        ADD_FAILURE() << r.status().ToString();
-        return INT_MIN;
-      }
-    }
-    EXPECT_EQ(done.calls, 1) << "the operation never completed";
-    return done.err;
-  }
-  int Write(uint64_t offset, const std::string& data) {
-    Done d;
-    wp_->Write(*ring_, offset, static_cast<uint32_t>(data.size()),
-               reinterpret_cast<const uint8_t*>(data.data()), /*fua=*/false, &d);
-    return Await(d);
-  }
-  int Flush() {
-    Done d;
-    wp_->Flush(*ring_, &d);
-    return Await(d);
-  }
-
-  // The backing file's bytes, read on a descriptor of our own.
-  std::string FileBytes(uint64_t offset, uint64_t length) {
-    std::string out(length, '\0');
-    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    EXPECT_GE(fd, 0) << std::strerror(errno);
-    if (fd < 0) return "";
-    ssize_t n = ::pread(fd, out.data(), length, static_cast<off_t>(offset));
-    ::close(fd);
-    EXPECT_EQ(n, static_cast<ssize_t>(length));
-    return out;
-  }
-
-  // Scans the journal directory (open or closed disk); records every verified write.
-  journal::ScanSummary ScanJournal(std::vector<JournaledWrite>* writes = nullptr) {
-    auto meta = journal::ReadJournalMeta(disk_dir_ + "/journal.meta");
-    EXPECT_TRUE(meta.ok()) << meta.status().ToString();
-    if (!meta.ok()) return {};
-    journal::ScanOptions opts;
-    opts.journal_id = meta->journal_id;
-    opts.visitor = [writes](const journal::RecordView& r) {
-      if (writes != nullptr && r.header.kind == journal::RecordKind::kWrite) {
-        writes->push_back(
-            {r.header.seq, r.header.offset,
-             std::string(reinterpret_cast<const char*>(r.payload), r.header.payload_bytes)});
-      }
-      return Status::Ok();
-    };
-    auto scan = journal::ScanJournal(disk_dir_ + "/journal", opts);
-    EXPECT_TRUE(scan.ok()) << scan.status().ToString();
-    if (!scan.ok()) return {};
-    return std::move(scan).value();
-  }
-
-  static std::string Pattern(size_t n, uint8_t seed) {
-    std::string s(n, '\0');
-    for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed) & 0xFF);
-    return s;
-  }
-
-  std::string dir_;
-  std::string path_;
-  std::string state_dir_;
-  std::string disk_dir_;
   FaultyFileIo io_{FileIo::Direct()};
-  std::unique_ptr<ProtectedDisk> pd_;
-  WritePath* wp_ = nullptr;
-  std::unique_ptr<IoRing> ring_;
 };
 
 TEST_F(WritePathFaultTest, ShortJournalWriteIsCompleted) {

@@ -6,24 +6,19 @@
 // each operation's BackendDone fires, and verifying contents and allocation with syscalls.
 #include "daemon/write_path.h"
 
-#include <fcntl.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <cerrno>
-#include <climits>
-#include <cstring>
 #include <filesystem>
-#include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/io_ring.h"
 #include "daemon/protected_disk.h"
+#include "daemon/write_path_test_support.h"
 #include "nbd/protocol.h"
 
 namespace blockrep {
@@ -33,137 +28,36 @@ constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kFileBytes = 3 * 1024 * kKiB;  // several kZeroChunkBytes
 constexpr char kFill = '\xAB';
 
-// Records the one OnDone call of an operation.
-class Done : public nbd::BackendDone {
- public:
-  void OnDone(int err) override {
-    ++calls;
-    this->err = err;
-  }
-  int calls = 0;
-  int err = INT_MIN;
-};
+using test::Done;
+using test::Pattern;
 
 // The parameter names the directory to work in: "tmpdir" (::testing::TempDir()) or "shm"
 // (/dev/shm, a tmpfs).
-class WritePathTest : public ::testing::TestWithParam<std::string> {
+class WritePathTest : public ::testing::TestWithParam<std::string>,
+                      protected test::ProtectedDiskHarness {
  protected:
   void SetUp() override {
-    std::string base = ::testing::TempDir();
+    std::string base;  // the test temp dir
     if (GetParam() == "shm") {
       std::error_code ec;
       if (!std::filesystem::is_directory("/dev/shm", ec)) GTEST_SKIP() << "no /dev/shm";
-      base = "/dev/shm/";
+      base = "/dev/shm";
     }
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string dir = base + "blockrep_write_path_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(dir.data()), nullptr) << std::strerror(errno);
-    dir_ = dir;
-    path_ = dir_ + "/disk.XXXXXX";
-    int fd = ::mkstemp(path_.data());
-    ASSERT_GE(fd, 0) << std::strerror(errno);
     // Fully allocated and filled, so zeroing and trimming have something to change.
-    std::string fill(kFileBytes, kFill);
-    ASSERT_EQ(::pwrite(fd, fill.data(), fill.size(), 0), static_cast<ssize_t>(kFileBytes));
-    ASSERT_EQ(::fsync(fd), 0);
-    ::close(fd);
-
-    ProtectedDisk::Options opts;
-    opts.state_dir = dir_ + "/state";
-    opts.journal_max = ByteSize{0, 100};
-    auto pd = ProtectedDisk::Open("disk0", path_, opts);
-    ASSERT_TRUE(pd.ok()) << pd.status().ToString();
-    pd_ = std::move(pd).value();
+    ASSERT_NO_FATAL_FAILURE(CreateDisk(kFileBytes, kFill, base));
+    ASSERT_NO_FATAL_FAILURE(OpenDiskWith(Opts(ByteSize{0, 100})));
     disk_ = &pd_->backing();
-    wp_ = &pd_->write_path();
-    auto ring = IoRing::Create(64);
-    ASSERT_TRUE(ring.ok()) << ring.status().ToString();
-    ring_ = std::move(ring).value();
   }
 
-  void TearDown() override {
-    if (pd_ != nullptr) {
-      EXPECT_TRUE(pd_->Close().ok());
-    }
-    pd_.reset();
-    ring_.reset();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-  }
+  void TearDown() override { DestroyDisk(); }
 
-  // Dispatches completions until `done` fires; a bounded number of rounds, so an operation
-  // that resubmits forever fails the test instead of hanging it.
-  int Await(Done& done) {
-    for (int round = 0; round < 10000 && done.calls == 0; ++round) {
-      auto r = ring_->SubmitAndDispatch(1);
-      if (!r.ok()) {
-        ADD_FAILURE() << r.status().ToString();
-        return INT_MIN;
-      }
-    }
-    EXPECT_EQ(done.calls, 1) << "the operation never completed";
-    return done.err;
-  }
-
-  int Read(uint64_t offset, uint32_t length, uint8_t* buf) {
-    Done d;
-    wp_->Read(*ring_, offset, length, buf, &d);
-    return Await(d);
-  }
-  int Write(uint64_t offset, const std::string& data, bool fua = false) {
-    Done d;
-    wp_->Write(*ring_, offset, static_cast<uint32_t>(data.size()),
-               reinterpret_cast<const uint8_t*>(data.data()), fua, &d);
-    return Await(d);
-  }
-  int WriteZeroes(uint64_t offset, uint64_t length, bool may_trim, bool fast_only = false,
-                  bool fua = false) {
-    Done d;
-    wp_->WriteZeroes(*ring_, offset, length, may_trim, fast_only, fua, &d);
-    return Await(d);
-  }
-  int Trim(uint64_t offset, uint64_t length, bool fua = false) {
-    Done d;
-    wp_->Trim(*ring_, offset, length, fua, &d);
-    return Await(d);
-  }
-  int Flush() {
-    Done d;
-    wp_->Flush(*ring_, &d);
-    return Await(d);
-  }
-
-  // The file's bytes, read with pread on a separate descriptor (not through WritePath).
-  std::string FileBytes(uint64_t offset, uint64_t length) {
-    std::string out(length, '\0');
-    int fd = ::open(path_.c_str(), O_RDONLY);
-    EXPECT_GE(fd, 0);
-    if (fd < 0) return "";
-    ssize_t n = ::pread(fd, out.data(), length, static_cast<off_t>(offset));
-    ::close(fd);
-    EXPECT_EQ(n, static_cast<ssize_t>(length));
-    return out;
-  }
   int64_t AllocatedBlocks() {
     struct stat st;
     EXPECT_EQ(::fstat(disk_->fd(), &st), 0);
     return st.st_blocks;
   }
 
-  static std::string Pattern(size_t n, uint8_t seed) {
-    std::string s(n, '\0');
-    for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed) & 0xFF);
-    return s;
-  }
-
-  std::string dir_;
-  std::string path_;
-  std::unique_ptr<ProtectedDisk> pd_;
   BackingDisk* disk_ = nullptr;
-  WritePath* wp_ = nullptr;
-  std::unique_ptr<IoRing> ring_;
 };
 
 TEST_P(WritePathTest, CapabilitiesAndSize) {

@@ -45,31 +45,12 @@ timeout 90 /usr/bin/python3 "$T/writer.py" "$T/fuse/disk" "$T/acks.log" > "$T/wr
 WRITER=$!
 track_pid "$WRITER"
 
-deadline=$((SECONDS + 30))
-until [ -f "$T/acks.log" ] && [ "$(grep -c '^ok' "$T/acks.log")" -ge 300 ]; do
-  alive "$WRITER" || { cat "$T/writer.out"; fail "writer exited before 300 writes were acknowledged"; }
-  [ $SECONDS -lt "$deadline" ] || fail "fewer than 300 writes acknowledged in 30 s"
-  sleep 0.01
-done
-grep -q 'finished before SIGTERM' "$T/acks.log" && fail "writer finished the disk before SIGTERM: no I/O was active"
+wait_for_acks 300 "$T/acks.log" "$WRITER" "$T/writer.out"
 stop_source
 wait_exit "$WRITER" 20 || fail "writer still running 20 s after the daemon exited (a FUSE request hangs?)"
 grep -q '^exit' "$T/acks.log" || { cat "$T/writer.out"; fail "writer did not end cleanly"; }
 acked=$(grep -c '^ok' "$T/acks.log")
 echo "acknowledged writes: $acked; then: $(grep -m1 '^error' "$T/acks.log" || echo 'no error')"
 
-/usr/bin/python3 - "$T/disk.img" "$T/acks.log" <<'PY' || fail "acknowledged writes are missing from the backing file (see above)"
-import struct, sys
-f = open(sys.argv[1], "rb")
-bad = []
-for line in open(sys.argv[2]):
-    if not line.startswith("ok "):
-        continue
-    seq = int(line.split()[1])
-    f.seek(seq * 65536)
-    if f.read(65536) != struct.pack(">Q", seq + 1) * 8192:
-        bad.append(seq)
-if bad:
-    print("  %d acknowledged writes not on disk, e.g. seq %r" % (len(bad), bad[:5])); sys.exit(1)
-PY
+check_acked_writes "$T/disk.img" "$T/acks.log"
 pass

@@ -237,6 +237,47 @@ raw_check() {
   [ -z "$out" ] || echo "$out"
 }
 
+# --- acknowledged writes (SIGTERM under load) -------------------------------------------------
+
+# The writer of such a test logs "ok SEQ" to its ack log for every write the server (or the
+# kernel, through FUSE) acknowledged as done, where write SEQ put struct.pack(">Q", SEQ + 1)
+# * 8192 (64 KiB) at offset SEQ * 65536 and no offset is written twice; it logs "finished
+# before SIGTERM" if it reached the end of the disk.
+
+# wait_for_acks N ACKLOG WRITER_PID WRITER_OUT: wait (at most 30 s) until ACKLOG holds N
+# acknowledged writes, and require that the writer is still busy then. Fails the test (with the
+# writer's output when it died) otherwise.
+wait_for_acks() {
+  local n=$1 acklog=$2 writer=$3 out=$4 deadline=$((SECONDS + 30))
+  until [ -f "$acklog" ] && [ "$(grep -c '^ok' "$acklog")" -ge "$n" ]; do
+    alive "$writer" || { cat "$out"; fail "writer exited before $n writes were acknowledged"; }
+    [ $SECONDS -lt "$deadline" ] || fail "fewer than $n writes acknowledged in 30 s"
+    sleep 0.01
+  done
+  if grep -q 'finished before SIGTERM' "$acklog"; then
+    fail "writer finished the disk before SIGTERM: no I/O was active"
+  fi
+}
+
+# check_acked_writes DISK ACKLOG: every write ACKLOG says was acknowledged is in the file DISK,
+# byte for byte. Fails the test, naming some missing writes, otherwise.
+check_acked_writes() {
+  /usr/bin/python3 - "$1" "$2" <<'PY' || fail "acknowledged writes are missing from the backing file (see above)"
+import struct, sys
+f = open(sys.argv[1], "rb")
+bad = []
+for line in open(sys.argv[2]):
+    if not line.startswith("ok "):
+        continue
+    seq = int(line.split()[1])
+    f.seek(seq * 65536)
+    if f.read(65536) != struct.pack(">Q", seq + 1) * 8192:
+        bad.append(seq)
+if bad:
+    print("  %d acknowledged writes not on disk, e.g. seq %r" % (len(bad), bad[:5])); sys.exit(1)
+PY
+}
+
 # --- mounts (FUSE tests) ----------------------------------------------------------------------
 
 # track_mount DIR: DIR is a mount point the test made (the daemon's --fuse directory, a file
