@@ -34,11 +34,17 @@ Result<BackingDisk> BackingDisk::Open(const std::string& name, const std::string
     return Status::InvalidArgument(what + " is neither a regular file nor a block device");
   }
   if (d.size_bytes_ == 0) return Status::InvalidArgument(what + " is empty (size 0)");
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) {
+  // The lock goes with the last reference to the open file, and io_uring's workers can hold
+  // one a little after a process (or, in tests, a disk object) let go of the disk: the kernel
+  // drops it asynchronously. So a lock still held is tried again for a short while before it
+  // counts as another daemon's.
+  for (int waited_ms = 0;; waited_ms += kLockRetryMs) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+    if (errno != EWOULDBLOCK) return Status::FromErrno(errno, "flock " + what);
+    if (waited_ms >= kLockWaitMs) {
       return Status::InvalidArgument(what + " is locked by another process (already served?)");
     }
-    return Status::FromErrno(errno, "flock " + what);
+    ::usleep(kLockRetryMs * 1000);
   }
   return d;
 }

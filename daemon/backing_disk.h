@@ -16,6 +16,11 @@ namespace blockrep {
 
 class BackingDisk {
  public:
+  // How long Open waits for a lock that is still held (see backing_disk.cc), and how often it
+  // tries.
+  static constexpr int kLockWaitMs = 2000;
+  static constexpr int kLockRetryMs = 20;
+
   static Result<BackingDisk> Open(const std::string& name, const std::string& path);
 
   const std::string& name() const { return name_; }
