@@ -35,13 +35,13 @@ logs=""
 for i in $(seq 1 "$iterations"); do
   # Region B [64, 128 MiB): fio random writes with periodic flushes, killed mid-run.
   fio --name=crash "${fio_common[@]}" --rw=randwrite --size=64M --offset=64M --iodepth=16 \
-      --fsync=16 --do_verify=0 --randseed=$((seed + i)) --time_based --runtime=60 --rate_iops=4000 \
+      --fsync=16 --do_verify=0 --randseed=$((seed + i)) --time_based --runtime=60 --rate_iops=3000 \
       > "$T/fio-b.$i.out" 2>&1 &
   fio_pid=$!
   track_pid "$fio_pid"
   # Region C [128, 192 MiB): the tracker, whose log says what was acknowledged.
   PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 "$LIBDIR/crash_writer.py" write "$URI" "$T/cw.$i.log" \
-      --first-byte $((128 * MiB)) --blocks 16384 --depth 16 --flush-every 32 \
+      --first-byte $((128 * MiB)) --blocks 8192 --depth 16 --flush-every 32 --rate 4000 \
       --seed $((seed + i)) --id-base $((i * 10000000)) > "$T/cw.$i.out" 2>&1 &
   cw_pid=$!
   track_pid "$cw_pid"
@@ -59,7 +59,7 @@ for i in $(seq 1 "$iterations"); do
   replayed=$(grep -o 'replayed [0-9]* journal records' "$SOURCE_LOG" || echo "replayed 0 journal records")
   journal_verify disk "$T/disk.img"
   out=$(PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 "$LIBDIR/crash_writer.py" check "$URI" "$logs" \
-          --first-byte $((128 * MiB)) --blocks 16384 2>&1) || { echo "$out"; fail "round $i (kill at ${delay_ms} ms): acknowledged writes lost"; }
+          --first-byte $((128 * MiB)) --blocks 8192 2>&1) || { echo "$out"; fail "round $i (kill at ${delay_ms} ms): acknowledged writes lost"; }
   fio --name=before "${fio_common[@]}" --rw=write --size=64M --offset=0 --iodepth=8 \
       --verify_only > "$T/fio-va.out" 2>&1 || { cat "$T/fio-va.out"; fail "round $i: region A no longer verifies"; }
   echo "round $i: killed at ${delay_ms} ms; $replayed; $(echo "$out" | head -n 1 | sed 's/^crash_writer: //')"

@@ -24,6 +24,7 @@ import os
 import random
 import struct
 import sys
+import time
 
 import nbd
 
@@ -66,6 +67,7 @@ def do_write(a):
             return 1
         return cb
 
+    started = time.monotonic()
     try:
         while not state["dead"] and (a.max_writes == 0 or state["next"] <= a.id_base + a.max_writes):
             while state["inflight"] < a.depth and not state["dead"]:
@@ -75,6 +77,11 @@ def do_write(a):
                     h.aio_flush(completion=on_flush(state["acked_max"]))
                     state["inflight"] += 1
                     continue
+                if a.rate:  # pace: write n may not start before n / rate seconds
+                    ahead = (state["next"] - a.id_base) / a.rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(min(ahead, 0.01))
+                        break
                 wid = state["next"]
                 state["next"] += 1
                 off = a.first_byte + rnd.randrange(a.blocks) * a.block_bytes
@@ -83,7 +90,7 @@ def do_write(a):
                              completion=on_write(wid, off))
                 state["inflight"] += 1
                 state["writes_since_flush"] += 1
-            h.poll(-1)
+            h.poll(10 if a.rate else -1)
         while state["inflight"] > 0 and not state["dead"]:  # --max-writes reached: drain
             h.poll(-1)
     except nbd.Error as e:
@@ -157,6 +164,8 @@ def main():
     ap.add_argument("--flush-every", type=int, default=64)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--max-writes", type=int, default=0)
+    ap.add_argument("--rate", type=int, default=0,
+                    help="at most this many writes per second (0: as fast as it goes)")
     ap.add_argument("--first-byte", type=int, default=0,
                     help="the region written starts here")
     ap.add_argument("--id-base", type=int, default=0,
