@@ -49,7 +49,7 @@ for i in $(seq 1 "$iterations"); do
   delay_ms=$((300 + RANDOM % 2000))
   sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
   kill9_source
-  wait "$fio_pid" 2>/dev/null || true   # fio fails: its server is gone
+  reap_client "$fio_pid"                # fio fails (or spins: see reap_client): its server is gone
   wait "$cw_pid" || { cat "$T/cw.$i.out"; fail "round $i: crash_writer failed"; }
   logs=${logs:+$logs,}$T/cw.$i.log
 
