@@ -99,6 +99,15 @@ void DirtyBitmap::Merge(const DirtyBitmap& other) {
   }
 }
 
+void DirtyBitmap::Subtract(const DirtyBitmap& other) {
+  BLOCKREP_CHECK(other.disk_bytes_ == disk_bytes_);
+  dirty_ = 0;
+  for (size_t i = 0; i < bits_.size(); ++i) {
+    bits_[i] &= static_cast<uint8_t>(~other.bits_[i]);
+    dirty_ += static_cast<uint64_t>(Popcount(bits_[i]));
+  }
+}
+
 void DirtyBitmap::Clear() {
   std::fill(bits_.begin(), bits_.end(), 0);
   dirty_ = 0;

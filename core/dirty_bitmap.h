@@ -44,6 +44,8 @@ class DirtyBitmap {
   // Appends the pages holding the bits of [offset, offset + length).
   void PagesOf(uint64_t offset, uint64_t length, std::vector<uint32_t>* pages) const;
   void Merge(const DirtyBitmap& other);  // REQUIRES same disk size
+  // Clears every bit set in other. REQUIRES same disk size.
+  void Subtract(const DirtyBitmap& other);
   void Clear();
   bool Test(uint64_t region) const;
   uint64_t dirty_regions() const { return dirty_; }

@@ -65,6 +65,9 @@ std::string DiskState::ToJson() const {
   j["since"] = since;
   j["next_seq"] = next_seq;
   j["clean_shutdown"] = clean_shutdown;
+  j["resyncing"] = resyncing;
+  j["disk_id"] = disk_id;
+  j["generation"] = generation;
   // Names and paths come from the command line and the file system, where any bytes go; a
   // strict dump() throws on one that is not UTF-8. Such bytes are written as U+FFFD instead.
   return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
@@ -121,6 +124,21 @@ Result<DiskState> DiskState::FromJson(const std::string& text, const std::string
     return bad("clean_shutdown", "missing or not true/false");
   }
   s.clean_shutdown = j["clean_shutdown"].get<bool>();
+  // Keys added with replication: optional, so files from before it still load.
+  if (j.contains("resyncing")) {
+    if (!j["resyncing"].is_boolean()) return bad("resyncing", "not true/false");
+    s.resyncing = j["resyncing"].get<bool>();
+  }
+  if (j.contains("disk_id")) {
+    BLOCKREP_RETURN_IF_ERROR(get_string("disk_id", &s.disk_id));
+    const bool hex = s.disk_id.size() == 32 &&
+                     s.disk_id.find_first_not_of("0123456789abcdef") == std::string::npos;
+    if (!s.disk_id.empty() && !hex) return bad("disk_id", "expected 32 lowercase hex digits");
+  }
+  if (j.contains("generation")) {
+    BLOCKREP_RETURN_IF_ERROR(get_u64("generation", &s.generation));
+    if (s.generation == 0) return bad("generation", "must be at least 1");
+  }
   return s;
 }
 

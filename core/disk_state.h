@@ -32,8 +32,16 @@ struct DiskState {
   std::string since;           // when mode/error last changed, UTC, RFC 3339
   uint64_t next_seq = 1;       // no journal record will have a smaller seq
   bool clean_shutdown = false; // the daemon stopped cleanly after writing this
+  // A resync runs: the disk journals again, and the bitmap's regions are being compared
+  // with the replica (WritePath::BeginResync). Absent in older files: false.
+  bool resyncing = false;
+  // The disk's identity for replication: 32 lowercase hex digits, random, chosen when the
+  // disk was first protected, and its generation (a failover starts a new one). Absent in
+  // files from before replication: the daemon chooses an id then.
+  std::string disk_id;
+  uint64_t generation = 1;
 
-  bool resync_required() const { return mode == DiskMode::kBitmap; }
+  bool resync_required() const { return mode == DiskMode::kBitmap || resyncing || !error.empty(); }
 
   // JSON text (one object, keys as in the spec).
   std::string ToJson() const;

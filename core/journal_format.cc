@@ -161,6 +161,7 @@ const char* MarkerTypeName(MarkerType type) {
     case MarkerType::kRecoveryPoint: return "recovery-point";
     case MarkerType::kVoid: return "void";
     case MarkerType::kFlushCheckpoint: return "checkpoint";
+    case MarkerType::kCommit: return "commit";
   }
   return "?";
 }

@@ -1,6 +1,6 @@
 // HRL journal on-disk format, version 1. The byte-level specification, with the torn-record
 // and corruption rules and a worked example, is docs/formats/journal.md; this header is its
-// code (reading: core/journal_reader.h; writing: daemon/journal_writer.h). All integers
+// code (reading: core/journal_reader.h; writing: core/journal_writer.h). All integers
 // little-endian; checksums XXH3-64.
 #pragma once
 
@@ -40,10 +40,19 @@ enum class RecordKind : uint16_t { kWrite = 1, kZero = 2, kTrim = 3, kMarker = 4
 //     journal write, or records dropped as torn at a restart): not corruption.
 //   kFlushCheckpoint: u64 applied_below: every record with a smaller seq is durable on the
 //     backing disk.
-enum class MarkerType : uint32_t { kNone = 0, kRecoveryPoint = 1, kVoid = 2, kFlushCheckpoint = 3 };
+//   kCommit (the target journal only, docs/formats/replica.md): a group of records is durable.
+enum class MarkerType : uint32_t {
+  kNone = 0,
+  kRecoveryPoint = 1,
+  kVoid = 2,
+  kFlushCheckpoint = 3,
+  kCommit = 4,
+};
 // Seqs one void marker lists at most: keeps its body small (8 KiB).
 inline constexpr uint32_t kMaxVoidSeqs = 1023;
 inline constexpr uint16_t kRecordFlagFua = 1 << 0;
+// Target journal only: the record is a sync item (SYNC_WRITE, SYNC_ZERO), not a source record.
+inline constexpr uint16_t kRecordFlagSync = 1 << 1;
 
 struct RecordHeader {
   RecordKind kind = RecordKind::kWrite;

@@ -26,6 +26,8 @@ std::string Status::ToString() const {
     case Code::kProtocolError: prefix = "protocol error"; break;
     case Code::kUnsupported: prefix = "unsupported"; break;
     case Code::kShutdown: prefix = "shutting down"; break;
+    case Code::kPermissionDenied: prefix = "permission denied"; break;
+    case Code::kAborted: prefix = "aborted"; break;
   }
   return std::string(prefix) + ": " + state_->message;
 }

@@ -24,6 +24,8 @@ class Status {
     kProtocolError,    // a peer broke the protocol
     kUnsupported,
     kShutdown,         // the component is stopping
+    kPermissionDenied, // authentication or authorization refused (a wrong certificate)
+    kAborted,          // abandoned on purpose, to be started again at once
   };
 
   Status() = default;
@@ -37,6 +39,8 @@ class Status {
   static Status ProtocolError(std::string msg) { return Status(Code::kProtocolError, std::move(msg)); }
   static Status Unsupported(std::string msg) { return Status(Code::kUnsupported, std::move(msg)); }
   static Status Shutdown(std::string msg) { return Status(Code::kShutdown, std::move(msg)); }
+  static Status PermissionDenied(std::string msg) { return Status(Code::kPermissionDenied, std::move(msg)); }
+  static Status Aborted(std::string msg) { return Status(Code::kAborted, std::move(msg)); }
 
   bool ok() const { return state_ == nullptr; }
   Code code() const { return state_ ? state_->code : Code::kOk; }

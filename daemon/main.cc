@@ -1,5 +1,7 @@
-// blockrep-source: serves protected disks to their users over NBD, with every change passing
-// through the disk's WritePath.
+// blockrep-source: serves protected disks to their users over NBD (and FUSE), with every
+// change passing through the disk's WritePath, and replicates them to blockrep-target
+// (one Shipper per disk) when a target is configured. Operators steer it through the
+// control socket (core/control_socket.h; commands in docs/control.md).
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -12,8 +14,12 @@
 #include "core/log.h"
 #include "core/version.h"
 #include "core/byte_size.h"
+#include "core/control_socket.h"
+#include "core/tls.h"
 #include "daemon/fuse_front.h"
 #include "daemon/protected_disk.h"
+#include "daemon/shipper.h"
+#include "daemon/source_control.h"
 #include "daemon/source_options.h"
 #include "nbd/export_catalog.h"
 #include "nbd/server.h"
@@ -99,6 +105,42 @@ int main(int argc, char** argv) {
              static_cast<unsigned long>(stats.next_seq));
   }
 
+  // Replication: one shipper per disk, once the disks are open.
+  std::vector<std::unique_ptr<Shipper>> shippers;
+  if (!opts.target.empty()) {
+    auto tls = TlsContext::Create(TlsContext::Role::kClient,
+                                  {opts.tls_cert, opts.tls_key, opts.tls_ca});
+    if (!tls.ok()) {
+      LOG_ERROR("%s", tls.status().message().c_str());
+      close_disks();
+      return 1;
+    }
+    std::shared_ptr<const TlsContext> ctx = std::move(tls).value();
+    for (auto& d : disks) {
+      ReplicationOptions ro;
+      ro.target = opts.target;
+      ro.tls = ctx;
+      ro.retry_unit_ms = opts.retry_unit_ms;
+      ro.zstd_level = opts.compression_level;
+      ro.bandwidth_bytes_per_s = opts.bandwidth_limit_bytes_per_s;
+      shippers.push_back(std::make_unique<Shipper>(*d, ro));
+    }
+    LOG_INFO("replicating to %s as %s", opts.target.c_str(), ctx->own_identity().c_str());
+  }
+  auto stop_shippers = [&shippers] {
+    for (auto& s : shippers) s->Stop();
+  };
+  const std::string control_path =
+      opts.control_path.empty() ? opts.state_dir + "/control.sock" : opts.control_path;
+  SourceControl control(disks, shippers, opts);
+  auto control_server = ControlServer::Start(
+      control_path, [&control](const nlohmann::json& req) { return control.Handle(req); });
+  if (!control_server.ok()) {
+    LOG_ERROR("%s", control_server.status().message().c_str());
+    close_disks();
+    return 1;
+  }
+
   Status st = server.Start();
   if (!st.ok()) {
     LOG_ERROR("starting the NBD server: %s", st.ToString().c_str());
@@ -119,8 +161,9 @@ int main(int argc, char** argv) {
     fuse = std::move(started.value());
     LOG_INFO("serving %zu disk file(s) under %s", disks.size(), opts.fuse_dir.c_str());
   }
-  LOG_INFO("blockrep-source %s ready: %zu disk(s), %d worker(s)", kVersion, disks.size(),
-           server_opts.workers);
+  for (auto& sh : shippers) sh->Start();
+  LOG_INFO("blockrep-source %s ready: %zu disk(s), %d worker(s); control socket %s", kVersion,
+           disks.size(), server_opts.workers, control_path.c_str());
   sd_notify(0, "READY=1");
 
   int sig = 0;
@@ -129,6 +172,10 @@ int main(int argc, char** argv) {
   sd_notify(0, "STOPPING=1");
   if (fuse) fuse->Stop();
   server.Stop();
+  // After the front doors: what the clients wrote last is in the journal, and the shippers
+  // send what they can before they go (the rest is sent after the next start).
+  control_server.value()->Stop();
+  stop_shippers();
 
   int rc = 0;
   for (auto& d : disks) {

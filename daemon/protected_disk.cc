@@ -101,6 +101,11 @@ Result<std::unique_ptr<ProtectedDisk>> ProtectedDisk::Open(const std::string& na
   const BackingDisk& disk = pd->disk_;
   const std::string who = "disk " + name;
   const uint64_t journal_max_bytes = options.journal_max.Resolve(disk.size_bytes());
+  // Segments small against the budget, so that reclaiming what the target acknowledged
+  // frees space long before the budget is reached (a 64 MiB segment in a 128 MiB budget
+  // could not be reclaimed in time).
+  const uint64_t segment_bytes_target = std::min<uint64_t>(
+      options.segment_bytes_target, std::max<uint64_t>(1u << 20, journal_max_bytes / 16));
 
   BLOCKREP_RETURN_IF_ERROR(MakeDirs(dir));
   pd->lock_fd_ = UniqueFd(::open((dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -190,7 +195,7 @@ Result<std::unique_ptr<ProtectedDisk>> ProtectedDisk::Open(const std::string& na
     }
     const uint64_t next_seq = scan.records > 0 ? scan.last_seq + 1 : state.next_seq;
     auto w = JournalWriter::Open(journal_dir, meta->journal_id, next_seq, existing,
-                                 journal_max_bytes, options.segment_bytes_target);
+                                 journal_max_bytes, segment_bytes_target);
     if (!w.ok()) return Status::IoError(who + ": " + w.status().message());
     journal = std::move(w).value();
     if (!scan.dropped.empty()) {
@@ -222,6 +227,16 @@ Result<std::unique_ptr<ProtectedDisk>> ProtectedDisk::Open(const std::string& na
 
   state.clean_shutdown = false;
   state.disk_bytes = disk.size_bytes();
+  if (state.disk_id.empty()) {
+    // First start with replication (or a state from before it): the disk gets its identity.
+    uint8_t id[16];
+    if (::getrandom(id, sizeof(id), 0) != sizeof(id)) return Status::FromErrno(errno, "getrandom");
+    static const char kHex[] = "0123456789abcdef";
+    for (uint8_t b : id) {
+      state.disk_id.push_back(kHex[b >> 4]);
+      state.disk_id.push_back(kHex[b & 15]);
+    }
+  }
   BLOCKREP_RETURN_IF_ERROR(state.Save(dir + "/state.json"));
 
   WritePath::Parts parts;
@@ -235,6 +250,12 @@ Result<std::unique_ptr<ProtectedDisk>> ProtectedDisk::Open(const std::string& na
   if (!parts.bitmap_fd.valid()) return Status::FromErrno(errno, who + ": open " + parts.bitmap_path);
   parts.state = std::move(state);
   parts.state_path = dir + "/state.json";
+  parts.journal_dir = journal_dir;
+  parts.journal_id = meta->journal_id;
+  parts.journal_max_bytes = journal_max_bytes;
+  parts.segment_bytes_target = segment_bytes_target;
+  parts.voided = scan.voided;
+  parts.voided.insert(parts.voided.end(), scan.dropped.begin(), scan.dropped.end());
   pd->write_path_ = std::make_unique<WritePath>(std::move(parts));
   return pd;
 }

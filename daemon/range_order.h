@@ -24,6 +24,7 @@ class RangeOrder {
  public:
   struct Entry {
     void* owner = nullptr;          // the operation this entry belongs to (for the caller)
+    bool fence = false;             // a fenced read (WritePath::Fenced), not a change
     uint64_t offset = 0;
     uint64_t length = 0;
     uint32_t blockers = 0;          // earlier overlapping entries still in flight

@@ -308,6 +308,187 @@ TEST(SourceConfig, DisksNotATableIsError) {
   EXPECT_TRUE(Mentions(s, "disks")) << s.message();
 }
 
+// --- Replication keys ----------------------------------------------------------------------
+
+// Every replication key, with values that differ from those of the flags below.
+constexpr char kEveryReplicationKey[] = R"(
+target = "file:1"
+tls_cert = "/file.crt"
+tls_key = "/file.key"
+tls_ca = "/file-ca.crt"
+retry_unit = "1h"
+compression_level = 9
+bandwidth_limit = "1G"
+control = "/file.sock"
+)";
+
+// The replication flags the flags-win tests give, and a check that they won.
+std::vector<std::string> ReplicationFlags() {
+  return {"--target=flag:2",       "--tls-cert=/flag.crt", "--tls-key=/flag.key",
+          "--tls-ca=/flag-ca.crt", "--retry-unit=250ms",   "--compression-level=0",
+          "--bandwidth-limit=0",   "--control=/flag.sock"};
+}
+
+void ExpectReplicationFlagValues(const SourceOptions& o) {
+  EXPECT_EQ(o.target, "flag:2");
+  EXPECT_EQ(o.tls_cert, "/flag.crt");
+  EXPECT_EQ(o.tls_key, "/flag.key");
+  EXPECT_EQ(o.tls_ca, "/flag-ca.crt");
+  EXPECT_EQ(o.retry_unit_ms, 250u);
+  EXPECT_EQ(o.compression_level, 0);
+  EXPECT_EQ(o.bandwidth_limit_bytes_per_s, 0u);
+  EXPECT_EQ(o.control_path, "/flag.sock");
+}
+
+TEST(SourceConfig, ReplicationKeysFillTheirOptions) {
+  SourceOptions o;
+  Status s = Merge(R"(
+target = "backup.example:7420"
+tls_cert = "/etc/blockrep/source.crt"
+tls_key = "/etc/blockrep/source.key"
+tls_ca = "/etc/blockrep/ca.crt"
+retry_unit = "200ms"
+compression_level = 7
+bandwidth_limit = "100M"
+control = "/run/blockrep/control.sock"
+)",
+                   &o);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(o.target, "backup.example:7420");
+  EXPECT_EQ(o.tls_cert, "/etc/blockrep/source.crt");
+  EXPECT_EQ(o.tls_key, "/etc/blockrep/source.key");
+  EXPECT_EQ(o.tls_ca, "/etc/blockrep/ca.crt");
+  EXPECT_EQ(o.retry_unit_ms, 200u);
+  EXPECT_EQ(o.compression_level, 7);
+  EXPECT_EQ(o.bandwidth_limit_bytes_per_s, 100ull << 20);
+  EXPECT_EQ(o.control_path, "/run/blockrep/control.sock");
+}
+
+TEST(SourceConfig, EmptyFileKeepsReplicationDefaults) {
+  SourceOptions o;
+  Status s = Merge("", &o);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(o.target.empty());
+  EXPECT_EQ(o.retry_unit_ms, kDefaultRetryUnitMs);
+  EXPECT_EQ(o.compression_level, 1);
+  EXPECT_EQ(o.bandwidth_limit_bytes_per_s, 0u);
+  EXPECT_TRUE(o.control_path.empty());
+}
+
+TEST(SourceConfig, BandwidthLimitMayBeAnInteger) {
+  SourceOptions o;
+  Status s = Merge("bandwidth_limit = 1500000\n", &o);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(o.bandwidth_limit_bytes_per_s, 1500000u);
+}
+
+TEST(SourceConfig, ReplicationFlagsWinOverFile) {
+  SourceOptions o;
+  o.target = "flag:2";
+  o.tls_cert = "/flag.crt";
+  o.tls_key = "/flag.key";
+  o.tls_ca = "/flag-ca.crt";
+  o.retry_unit_ms = 250;
+  o.compression_level = 0;
+  o.bandwidth_limit_bytes_per_s = 0;  // a flag that says "no cap" must win too
+  o.control_path = "/flag.sock";
+  SourceFlagsGiven given;
+  given.target = given.tls_cert = given.tls_key = given.tls_ca = true;
+  given.retry_unit = given.compression_level = given.bandwidth_limit = given.control_path = true;
+  Status s = Merge(kEveryReplicationKey, &o, given);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ExpectReplicationFlagValues(o);
+}
+
+TEST(SourceConfig, TargetWithoutPortIsErrorNamingKey) {
+  SourceOptions o;
+  Status s = Merge("target = \"backup.example\"\n", &o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Mentions(s, "cfg.toml: target:")) << s.message();
+  EXPECT_TRUE(Mentions(s, "backup.example")) << s.message();
+}
+
+TEST(SourceConfig, TargetEmptyIsErrorNamingKey) {
+  SourceOptions o;
+  Status s = Merge("target = \"\"\n", &o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "cfg.toml: target: must not be empty");
+}
+
+TEST(SourceConfig, TlsCertNotAStringIsErrorNamingKey) {
+  SourceOptions o;
+  Status s = Merge("tls_cert = 1\n", &o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "cfg.toml: tls_cert: expected a string");
+}
+
+TEST(SourceConfig, RetryUnitBadDurationIsErrorNamingKeyAndText) {
+  SourceOptions o;
+  Status s = Merge("retry_unit = \"soon\"\n", &o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Mentions(s, "cfg.toml: retry_unit:")) << s.message();
+  EXPECT_TRUE(Mentions(s, "soon")) << s.message();
+}
+
+TEST(SourceConfig, RetryUnitIntegerIsErrorNamingKey) {
+  SourceOptions o;
+  Status s = Merge("retry_unit = 60\n", &o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Mentions(s, "cfg.toml: retry_unit:")) << s.message();
+}
+
+TEST(SourceConfig, CompressionLevelOver19IsErrorNamingKey) {
+  SourceOptions o;
+  Status s = Merge("compression_level = 20\n", &o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Mentions(s, "cfg.toml: compression_level:")) << s.message();
+}
+
+TEST(SourceConfig, CompressionLevelStringIsErrorNamingKey) {
+  SourceOptions o;
+  Status s = Merge("compression_level = \"3\"\n", &o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Mentions(s, "cfg.toml: compression_level:")) << s.message();
+}
+
+TEST(SourceConfig, CompressionLevelBooleanIsErrorNamingKey) {
+  SourceOptions o;
+  Status s = Merge("compression_level = true\n", &o);
+  ASSERT_FALSE(s.ok()) << "compression_level = " << o.compression_level;
+  EXPECT_TRUE(Mentions(s, "cfg.toml: compression_level:")) << s.message();
+}
+
+TEST(SourceConfig, BandwidthLimitPercentIsErrorNamingKey) {
+  SourceOptions o;
+  Status s = Merge("bandwidth_limit = \"10%\"\n", &o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Mentions(s, "cfg.toml: bandwidth_limit:")) << s.message();
+}
+
+TEST(SourceConfig, BandwidthLimitNegativeIsErrorNamingKey) {
+  SourceOptions o;
+  Status s = Merge("bandwidth_limit = -1\n", &o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Mentions(s, "cfg.toml: bandwidth_limit:")) << s.message();
+}
+
+TEST(SourceConfig, ControlEmptyIsErrorNamingKey) {
+  SourceOptions o;
+  Status s = Merge("control = \"\"\n", &o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(Mentions(s, "cfg.toml: control:")) << s.message();
+}
+
+TEST(SourceConfig, UnknownKeyErrorListsTheReplicationKeys) {
+  SourceOptions o;
+  Status s = Merge("targett = \"t:1\"\n", &o);
+  ASSERT_FALSE(s.ok());
+  for (const char* key : {"target", "tls_cert", "tls_key", "tls_ca", "retry_unit",
+                          "compression_level", "bandwidth_limit", "control"}) {
+    EXPECT_TRUE(Mentions(s, key)) << key << ": " << s.message();
+  }
+}
+
 // A config file written with mkstemp, removed when the test ends.
 class TempConfig {
  public:
@@ -399,6 +580,55 @@ TEST(SourceConfigFile, DirectoryAsConfigIsErrorNamingIt) {
   EXPECT_NE(r.status().message().find("--config /tmp: cannot read: Is a directory"),
             std::string::npos)
       << r.status().message();
+}
+
+TEST(SourceConfigFile, ReplicationComesFromFile) {
+  TempConfig file(R"(
+target = "[2001:db8::2]:7420"
+tls_cert = "/etc/s.crt"
+tls_key = "/etc/s.key"
+tls_ca = "/etc/ca.crt"
+retry_unit = "30s"
+)");
+  auto r = Parse({"--config", file.path(), "--disk", "a=/x", "--nbd", "unix:/s"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->target, "[2001:db8::2]:7420");
+  EXPECT_EQ(r->tls_cert, "/etc/s.crt");
+  EXPECT_EQ(r->retry_unit_ms, 30'000u);
+}
+
+// The TLS files may come from the file and the target from a flag, or the other way round.
+TEST(SourceConfigFile, TargetFlagWithTlsFilesFromFileIsAccepted) {
+  TempConfig file("tls_cert = \"/c\"\ntls_key = \"/k\"\ntls_ca = \"/ca\"\n");
+  auto r =
+      Parse({"--config", file.path(), "--disk", "a=/x", "--nbd", "unix:/s", "--target", "t:7420"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->target, "t:7420");
+  EXPECT_EQ(r->tls_key, "/k");
+}
+
+TEST(SourceConfigFile, TargetInFileWithoutTlsCaIsErrorNamingIt) {
+  TempConfig file("target = \"t:7420\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\n");
+  auto r = Parse({"--config", file.path(), "--disk", "a=/x", "--nbd", "unix:/s"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "--target needs --tls-cert, --tls-key and --tls-ca (mutual TLS): missing --tls-ca");
+}
+
+TEST(SourceConfigFile, TlsFilesInFileWithoutTargetIsError) {
+  TempConfig file("tls_cert = \"/c\"\ntls_key = \"/k\"\ntls_ca = \"/ca\"\n");
+  auto r = Parse({"--config", file.path(), "--disk", "a=/x", "--nbd", "unix:/s"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "--tls-cert given without --target");
+}
+
+TEST(SourceConfigFile, ReplicationFlagsWinOverFile) {
+  TempConfig file(std::string(kEveryReplicationKey) + "[disks.a]\npath = \"/x\"\n");
+  std::vector<std::string> args = {"--config", file.path(), "--nbd", "unix:/s"};
+  for (const std::string& flag : ReplicationFlags()) args.push_back(flag);
+  auto r = Parse(args);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ExpectReplicationFlagValues(*r);
 }
 
 }  // namespace

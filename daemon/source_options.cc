@@ -2,21 +2,65 @@
 
 #include <getopt.h>
 
-#include <cstdlib>
+#include <cstdint>
+#include <optional>
 #include <set>
+#include <string>
+#include <utility>
 
 #include "daemon/source_config.h"
 
 namespace blockrep {
+namespace {
+
+// A whole number from min (>= 0) to max, digits only: no sign, space or trailing text.
+std::optional<int> ParseIntInRange(const std::string& text, int min, int max) {
+  if (text.empty()) return std::nullopt;
+  int64_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+    if (n > max) return std::nullopt;  // also stops long texts before they overflow
+  }
+  if (n < min) return std::nullopt;
+  return static_cast<int>(n);
+}
+
+// Checks target against the TLS files once flags and file are merged: mutual TLS needs all
+// three, and TLS files without a target are a mistake (a missing target line), not a no-op.
+Status CheckReplication(const SourceOptions& o) {
+  if (o.target.empty()) {
+    for (const auto& [flag, value] :
+         {std::pair<const char*, const std::string*>{"--tls-cert", &o.tls_cert},
+          {"--tls-key", &o.tls_key},
+          {"--tls-ca", &o.tls_ca}}) {
+      if (!value->empty()) {
+        return Status::InvalidArgument(std::string(flag) + " given without --target");
+      }
+    }
+    return Status::Ok();
+  }
+  const std::string missing = MissingTlsFlags(o.tls_cert, o.tls_key, o.tls_ca);
+  if (!missing.empty()) {
+    return Status::InvalidArgument(
+        "--target needs --tls-cert, --tls-key and --tls-ca (mutual TLS): missing " + missing);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 const char* SourceUsage() {
   return R"(usage: blockrep-source --disk NAME=PATH [--disk NAME=PATH ...]
-                       --nbd unix:SOCKET [--nbd tcp:HOST:PORT ...] [--fuse DIR] [options]
+                       --nbd unix:SOCKET [--nbd tcp:HOST:PORT ...] [--fuse DIR]
+                       [--target HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE]
+                       [options]
 
 Serves each protected disk (a raw image file or a block device) as the NBD export NAME
 and, with --fuse, as the file DIR/NAME. Every change is journaled under the state
-directory before it is acknowledged.
+directory before it is acknowledged and, with --target, replicated to blockrep-target.
 
+Disks and clients:
   --disk NAME=PATH     protect and serve PATH as export NAME (repeatable); NAME is
                        letters, digits, '.', '_', '-' (at most 64, no leading '.')
   --nbd SPEC           listen for NBD clients: unix:PATH (created mode 0600) or
@@ -29,6 +73,30 @@ directory before it is acknowledged.
                        journal budget per disk, e.g. 8G or 50% (default 50% of the
                        disk); past it the disk tracks changes in a dirty bitmap and
                        needs a resync
+
+Replication (TLS 1.3, a certificate on each side):
+  --target HOST:PORT   replicate every disk to the blockrep-target listening there,
+                       e.g. backup.example:7420 or [2001:db8::2]:7420; without it the
+                       disks are served and journaled but not replicated
+  --tls-cert FILE      PEM certificate of this source; its CN is the identity the
+                       target checks each disk against (required with --target)
+  --tls-key FILE       PEM private key of that certificate (required with --target)
+  --tls-ca FILE        PEM CA certificate the target's certificate must chain to
+                       (required with --target)
+  --retry-unit DURATION
+                       unit of the waits before retrying after a transient (network
+                       or disk) error: 1, 2, 4, 8, 10, then every 30 units; e.g.
+                       200ms, 30s, 1m or 2h, a bare number being seconds (default 1m)
+  --compression-level N
+                       zstd level, 1 (fastest) to 19 (smallest); 0 sends data
+                       uncompressed (default 1)
+  --bandwidth-limit SIZE
+                       send at most SIZE bytes per second, e.g. 100M for 100 MiB/s
+                       (default 0: no cap)
+
+General:
+  --control PATH       control socket for the blockrep CLI (default
+                       STATE_DIR/control.sock)
   --config FILE        TOML config file (keys in the README); flags win over it
   --threads N          I/O worker threads (default: one per CPU, at most 8)
   --log-level LEVEL    debug, info, warning or error (default info)
@@ -42,8 +110,24 @@ disk, exit 0.
 
 Result<SourceOptions> ParseSourceOptions(int argc, char** argv) {
   enum {
-    kDisk = 1000, kNbd, kFuse, kStateDir, kJournalMax, kConfig, kThreads, kLogLevel, kHelp,
-    kVersion
+    kDisk = 1000,
+    kNbd,
+    kFuse,
+    kStateDir,
+    kJournalMax,
+    kConfig,
+    kThreads,
+    kLogLevel,
+    kHelp,
+    kVersion,
+    kTarget,
+    kTlsCert,
+    kTlsKey,
+    kTlsCa,
+    kRetryUnit,
+    kCompressionLevel,
+    kBandwidthLimit,
+    kControl
   };
   static const option kLongOptions[] = {
       {"disk", required_argument, nullptr, kDisk},
@@ -56,6 +140,14 @@ Result<SourceOptions> ParseSourceOptions(int argc, char** argv) {
       {"log-level", required_argument, nullptr, kLogLevel},
       {"help", no_argument, nullptr, kHelp},
       {"version", no_argument, nullptr, kVersion},
+      {"target", required_argument, nullptr, kTarget},
+      {"tls-cert", required_argument, nullptr, kTlsCert},
+      {"tls-key", required_argument, nullptr, kTlsKey},
+      {"tls-ca", required_argument, nullptr, kTlsCa},
+      {"retry-unit", required_argument, nullptr, kRetryUnit},
+      {"compression-level", required_argument, nullptr, kCompressionLevel},
+      {"bandwidth-limit", required_argument, nullptr, kBandwidthLimit},
+      {"control", required_argument, nullptr, kControl},
       {nullptr, 0, nullptr, 0},
   };
   SourceOptions o;
@@ -70,24 +162,14 @@ Result<SourceOptions> ParseSourceOptions(int argc, char** argv) {
     std::string arg = optarg ? optarg : "";
     switch (c) {
       case kDisk: {
-        size_t eq = arg.find('=');
-        if (eq == std::string::npos || eq == 0 || eq + 1 == arg.size()) {
-          return Status::InvalidArgument("--disk " + arg + ": expected NAME=PATH");
-        }
-        DiskSpec d{arg.substr(0, eq), arg.substr(eq + 1), std::nullopt};
-        Status name_ok = ValidateDiskName(d.name);
-        if (!name_ok.ok()) return Status::InvalidArgument("--disk " + arg + ": " + name_ok.message());
-        if (!names.insert(d.name).second) {
-          return Status::InvalidArgument("--disk " + arg + ": disk name '" + d.name +
-                                         "' is given twice");
-        }
+        DiskSpec d{"", "", std::nullopt};
+        BLOCKREP_RETURN_IF_ERROR(ParseDiskFlag(arg, "PATH", &names, &d.name, &d.path));
         o.disks.push_back(d);
         break;
       }
       case kNbd:
         if (arg.rfind("unix:", 0) != 0 && arg.rfind("tcp:", 0) != 0) {
-          return Status::InvalidArgument("--nbd " + arg +
-                                         ": expected unix:PATH or tcp:HOST:PORT");
+          return Status::InvalidArgument("--nbd " + arg + ": expected unix:PATH or tcp:HOST:PORT");
         }
         o.nbd_listeners.push_back(arg);
         break;
@@ -103,7 +185,9 @@ Result<SourceOptions> ParseSourceOptions(int argc, char** argv) {
         break;
       case kJournalMax: {
         auto size = ParseByteSize(arg, /*allow_percent=*/true);
-        if (!size.ok()) return Status::InvalidArgument("--journal-max-bytes: " + size.status().message());
+        if (!size.ok()) {
+          return Status::InvalidArgument("--journal-max-bytes: " + size.status().message());
+        }
         if (size->percent == 0 && size->bytes < kMinJournalMaxBytes) {
           return Status::InvalidArgument("--journal-max-bytes " + arg + ": at least " +
                                          FormatBytes(kMinJournalMaxBytes));
@@ -116,72 +200,82 @@ Result<SourceOptions> ParseSourceOptions(int argc, char** argv) {
         o.config_path = arg;
         break;
       case kThreads: {
-        char* end = nullptr;
-        long n = std::strtol(arg.c_str(), &end, 10);
-        if (arg.empty() || *end != '\0' || n < 1 || n > kMaxWorkers) {
+        std::optional<int> n = ParseIntInRange(arg, 1, kMaxWorkers);
+        if (!n) {
           return Status::InvalidArgument("--threads " + arg + ": expected 1 to " +
                                          std::to_string(kMaxWorkers));
         }
-        o.workers = static_cast<int>(n);
+        o.workers = *n;
         given.workers = true;
         break;
       }
       case kLogLevel:
-        if (arg == "debug") o.log_level = LogLevel::kDebug;
-        else if (arg == "info") o.log_level = LogLevel::kInfo;
-        else if (arg == "warning") o.log_level = LogLevel::kWarning;
-        else if (arg == "error") o.log_level = LogLevel::kError;
-        else return Status::InvalidArgument("--log-level " + arg +
-                                            ": expected debug, info, warning or error");
-        given.log_level = true;
+        BLOCKREP_RETURN_IF_ERROR(TakeLogLevelFlag(arg, &o.log_level, &given.log_level));
         break;
+      case kTarget:
+        BLOCKREP_RETURN_IF_ERROR(TakeAddressFlag("--target", arg, &o.target, &given.target));
+        break;
+      case kTlsCert:
+        BLOCKREP_RETURN_IF_ERROR(TakePathFlag("--tls-cert", arg, &o.tls_cert, &given.tls_cert));
+        break;
+      case kTlsKey:
+        BLOCKREP_RETURN_IF_ERROR(TakePathFlag("--tls-key", arg, &o.tls_key, &given.tls_key));
+        break;
+      case kTlsCa:
+        BLOCKREP_RETURN_IF_ERROR(TakePathFlag("--tls-ca", arg, &o.tls_ca, &given.tls_ca));
+        break;
+      case kControl:
+        BLOCKREP_RETURN_IF_ERROR(
+            TakePathFlag("--control", arg, &o.control_path, &given.control_path));
+        break;
+      case kRetryUnit: {
+        auto ms = ParseDurationMs(arg);
+        if (!ms.ok()) return Status::InvalidArgument("--retry-unit: " + ms.status().message());
+        o.retry_unit_ms = *ms;
+        given.retry_unit = true;
+        break;
+      }
+      case kCompressionLevel: {
+        std::optional<int> level = ParseIntInRange(arg, 0, kMaxCompressionLevel);
+        if (!level) {
+          return Status::InvalidArgument("--compression-level " + arg + ": expected 0 (off) to " +
+                                         std::to_string(kMaxCompressionLevel));
+        }
+        o.compression_level = *level;
+        given.compression_level = true;
+        break;
+      }
+      case kBandwidthLimit: {
+        auto size = ParseByteSize(arg, /*allow_percent=*/false);
+        if (!size.ok()) {
+          return Status::InvalidArgument("--bandwidth-limit: " + size.status().message());
+        }
+        o.bandwidth_limit_bytes_per_s = size->bytes;
+        given.bandwidth_limit = true;
+        break;
+      }
       case kHelp:
         o.help = true;
         return o;
       case kVersion:
         o.version = true;
         return o;
-      case ':':
-        return Status::InvalidArgument(std::string("option ") + argv[optind - 1] +
-                                       " needs a value");
-      default: {
-        // Unknown long options and flags given a value leave the whole word at optind - 1;
-        // an unknown short option is only the character in optopt.
-        std::string bad = (optopt != 0 && optopt < 128)
-                              ? std::string("-") + static_cast<char>(optopt)
-                              : std::string(argv[optind - 1]);
-        return Status::InvalidArgument("unknown option " + bad);
-      }
+      default:  // ':' or '?'
+        return GetoptError(c, argv);
     }
   }
-  if (optind < argc) {
-    return Status::InvalidArgument(std::string("unexpected argument '") + argv[optind] + "'");
-  }
+  BLOCKREP_RETURN_IF_ERROR(CheckNoOperands(argc, argv));
   if (!o.config_path.empty()) {
     BLOCKREP_RETURN_IF_ERROR(MergeSourceConfig(o.config_path, given, &o));
   }
-  if (o.disks.empty()) return Status::InvalidArgument("no --disk given (nor a disk in a config file)");
+  if (o.disks.empty()) {
+    return Status::InvalidArgument("no --disk given (nor a disk in a config file)");
+  }
   if (o.nbd_listeners.empty() && o.fuse_dir.empty()) {
     return Status::InvalidArgument("no --nbd listener (or --fuse directory) given");
   }
+  BLOCKREP_RETURN_IF_ERROR(CheckReplication(o));
   return o;
-}
-
-Status ValidateDiskName(const std::string& name) {
-  if (name.empty() || name.size() > kMaxDiskNameBytes) {
-    return Status::InvalidArgument("disk name must be 1 to " + std::to_string(kMaxDiskNameBytes) +
-                                   " bytes");
-  }
-  if (name[0] == '.') return Status::InvalidArgument("disk name '" + name + "' starts with '.'");
-  for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    if (!ok) {
-      return Status::InvalidArgument("disk name '" + name +
-                                     "' may hold only letters, digits, '.', '_' and '-'");
-    }
-  }
-  return Status::Ok();
 }
 
 }  // namespace blockrep

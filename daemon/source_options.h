@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "core/byte_size.h"
+#include "core/config_util.h"  // ValidateDiskName, kMaxDiskNameBytes
 #include "core/log.h"
+#include "core/retry_schedule.h"
 #include "core/status.h"
 
 namespace blockrep {
@@ -34,12 +36,23 @@ struct SourceOptions {
   std::vector<std::string> nbd_listeners;  // unix:PATH | tcp:HOST:PORT
   std::string fuse_dir;                    // empty: no FUSE front door
   std::string state_dir = kDefaultStateDir;
-  std::optional<ByteSize> journal_max;     // default for every disk
-  std::string config_path;                 // empty: no config file
-  int workers = 0;                         // 0: one per CPU, at most kMaxDefaultWorkers
+  std::optional<ByteSize> journal_max;  // default for every disk
+  std::string config_path;              // empty: no config file
+  int workers = 0;                      // 0: one per CPU, at most kMaxDefaultWorkers
   LogLevel log_level = LogLevel::kInfo;
   bool help = false;
   bool version = false;
+
+  // Replication to blockrep-target (docs/formats/replication.md). Empty target: the disks
+  // are served and journaled but not replicated.
+  std::string target;    // HOST:PORT
+  std::string tls_cert;  // PEM certificate of this source (its CN is its identity)
+  std::string tls_key;   // PEM private key
+  std::string tls_ca;    // PEM CA that the target's certificate must chain to
+  uint64_t retry_unit_ms = kDefaultRetryUnitMs;  // from core/retry_schedule.h (1 minute)
+  int compression_level = 1;                     // zstd level 1..19; 0 turns compression off
+  uint64_t bandwidth_limit_bytes_per_s = 0;      // 0: no cap
+  std::string control_path;                      // empty: STATE_DIR/control.sock
 
   // The journal budget of `disk`: its own, else the global one, else the default.
   ByteSize JournalMax(const DiskSpec& disk) const {
@@ -51,15 +64,14 @@ struct SourceOptions {
 // ring, buffers and thread cost memory and a handful already saturate a NIC.
 inline constexpr int kMaxDefaultWorkers = 8;
 inline constexpr int kMaxWorkers = 64;
-// Disk names become export names, file names under the FUSE directory and directory names
-// under the state directory: letters, digits, '.', '_', '-', not starting with '.'.
-inline constexpr size_t kMaxDiskNameBytes = 64;
+// zstd's highest regular level: the "ultra" levels above it (zstd --ultra) cost far more
+// memory and CPU per compressor for little gain on a replication stream.
+inline constexpr int kMaxCompressionLevel = 19;
 
-// Parses argv, then the config file if --config names one; flags win. Errors name the
-// offending argument or the file and line.
+// Parses argv, then the config file if --config names one; flags win. Then checks the
+// settings that depend on each other: at least one disk, a front door, and with a target all
+// three TLS files (none without one). Errors name the offending argument or the file and line.
 Result<SourceOptions> ParseSourceOptions(int argc, char** argv);
 const char* SourceUsage();
-// Checks a disk name (see kMaxDiskNameBytes).
-Status ValidateDiskName(const std::string& name);
 
 }  // namespace blockrep

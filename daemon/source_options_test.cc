@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "daemon/source_options_test_support.h"
@@ -378,12 +379,235 @@ TEST(SourceOptionsJournalMaxBytes, PerDiskWinsOverGlobal) {
   EXPECT_EQ(o.JournalMax(d).Resolve(kDiskBytes), 8ull << 20);
 }
 
+// --- Replication options -------------------------------------------------------------------
+
+// A valid command line replicating to target: one disk, one listener and the TLS files.
+std::vector<std::string> ReplicatingTo(const std::string& target,
+                                       std::vector<std::string> more = {}) {
+  std::vector<std::string> args = {"--disk",    "a=/x",       "--nbd",      "unix:/s",
+                                   "--target",  target,       "--tls-cert", "/etc/s.crt",
+                                   "--tls-key", "/etc/s.key", "--tls-ca",   "/etc/ca.crt"};
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+std::vector<std::string> Replicating(std::vector<std::string> more = {}) {
+  return ReplicatingTo("backup.example:7420", std::move(more));
+}
+
+TEST(ParseSourceOptions, ReplicationIsOffByDefault) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->target.empty());
+  EXPECT_TRUE(r->tls_cert.empty());
+  EXPECT_TRUE(r->tls_key.empty());
+  EXPECT_TRUE(r->tls_ca.empty());
+  EXPECT_EQ(r->retry_unit_ms, kDefaultRetryUnitMs);
+  EXPECT_EQ(r->compression_level, 1);
+  EXPECT_EQ(r->bandwidth_limit_bytes_per_s, 0u);
+  EXPECT_TRUE(r->control_path.empty());
+}
+
+TEST(ParseSourceOptions, TargetAndTlsFilesAreKept) {
+  auto r = Parse(Replicating());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->target, "backup.example:7420");
+  EXPECT_EQ(r->tls_cert, "/etc/s.crt");
+  EXPECT_EQ(r->tls_key, "/etc/s.key");
+  EXPECT_EQ(r->tls_ca, "/etc/ca.crt");
+}
+
+TEST(ParseSourceOptions, TargetMayBeBracketedIpv6) {
+  auto r = Parse(ReplicatingTo("[2001:db8::2]:7420"));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->target, "[2001:db8::2]:7420");
+}
+
+TEST(ParseSourceOptions, TargetWithoutPortIsErrorNamingIt) {
+  auto r = Parse(ReplicatingTo("backup.example"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--target")) << r.status().message();
+  EXPECT_TRUE(Mentions(r, "backup.example")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, TargetPortZeroIsError) {
+  EXPECT_FALSE(Parse(ReplicatingTo("backup.example:0")).ok());
+}
+
+TEST(ParseSourceOptions, TargetPortOver65535IsError) {
+  EXPECT_FALSE(Parse(ReplicatingTo("backup.example:65536")).ok());
+}
+
+TEST(ParseSourceOptions, TargetUnbracketedIpv6IsError) {
+  EXPECT_FALSE(Parse(ReplicatingTo("2001:db8::2:7420")).ok());
+}
+
+TEST(ParseSourceOptions, TargetEmptyIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--target="});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--target")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, TargetWithoutAnyTlsFileIsErrorListingAllThree) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--target", "t:7420"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "--target needs --tls-cert, --tls-key and --tls-ca (mutual TLS): missing --tls-cert, "
+            "--tls-key, --tls-ca");
+}
+
+TEST(ParseSourceOptions, TargetWithoutTlsKeyIsErrorNamingIt) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--target", "t:7420", "--tls-cert", "/c",
+                  "--tls-ca", "/ca"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "--target needs --tls-cert, --tls-key and --tls-ca (mutual TLS): missing --tls-key");
+}
+
+TEST(ParseSourceOptions, TlsCertWithoutTargetIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--tls-cert", "/c"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "--tls-cert given without --target");
+}
+
+TEST(ParseSourceOptions, TlsCaAloneWithoutTargetIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--tls-ca", "/ca"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "--tls-ca given without --target");
+}
+
+TEST(ParseSourceOptions, TlsKeyEmptyIsError) {
+  auto r = Parse(Replicating({"--tls-key="}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--tls-key needs a path")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, RetryUnitInMilliseconds) {
+  auto r = Parse(Replicating({"--retry-unit", "200ms"}));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->retry_unit_ms, 200u);
+}
+
+TEST(ParseSourceOptions, RetryUnitBareNumberIsSeconds) {
+  auto r = Parse(Replicating({"--retry-unit", "5"}));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->retry_unit_ms, 5000u);
+}
+
+TEST(ParseSourceOptions, RetryUnitZeroIsErrorNamingFlag) {
+  auto r = Parse(Replicating({"--retry-unit", "0s"}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--retry-unit")) << r.status().message();
+  EXPECT_TRUE(Mentions(r, "0s")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, RetryUnitUnknownUnitIsErrorNamingIt) {
+  auto r = Parse(Replicating({"--retry-unit", "3d"}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--retry-unit")) << r.status().message();
+  EXPECT_TRUE(Mentions(r, "3d")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, RetryUnitOverADayIsError) {
+  EXPECT_FALSE(Parse(Replicating({"--retry-unit", "25h"})).ok());
+}
+
+TEST(ParseSourceOptions, CompressionLevelIsKept) {
+  auto r = Parse(Replicating({"--compression-level", "19"}));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->compression_level, kMaxCompressionLevel);
+}
+
+TEST(ParseSourceOptions, CompressionLevelZeroTurnsCompressionOff) {
+  auto r = Parse(Replicating({"--compression-level", "0"}));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->compression_level, 0);
+}
+
+TEST(ParseSourceOptions, CompressionLevelOver19IsErrorNamingFlag) {
+  auto r = Parse(Replicating({"--compression-level", "20"}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--compression-level 20")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, CompressionLevelNegativeIsError) {
+  EXPECT_FALSE(Parse(Replicating({"--compression-level", "-1"})).ok());
+}
+
+TEST(ParseSourceOptions, CompressionLevelNotANumberIsError) {
+  EXPECT_FALSE(Parse(Replicating({"--compression-level", "fast"})).ok());
+}
+
+TEST(ParseSourceOptions, CompressionLevelWithLeadingSpaceIsError) {
+  EXPECT_FALSE(Parse(Replicating({"--compression-level", " 3"})).ok());
+}
+
+TEST(ParseSourceOptions, BandwidthLimitWithUnitIsBinaryBytesPerSecond) {
+  auto r = Parse(Replicating({"--bandwidth-limit", "100M"}));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->bandwidth_limit_bytes_per_s, 100ull << 20);
+}
+
+TEST(ParseSourceOptions, BandwidthLimitPlainBytes) {
+  auto r = Parse(Replicating({"--bandwidth-limit", "1500000"}));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->bandwidth_limit_bytes_per_s, 1500000u);
+}
+
+TEST(ParseSourceOptions, BandwidthLimitZeroMeansNoCap) {
+  auto r = Parse(Replicating({"--bandwidth-limit", "0"}));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->bandwidth_limit_bytes_per_s, 0u);
+}
+
+TEST(ParseSourceOptions, BandwidthLimitPercentIsErrorNamingFlag) {
+  auto r = Parse(Replicating({"--bandwidth-limit", "50%"}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--bandwidth-limit")) << r.status().message();
+}
+
+TEST(ParseSourceOptions, BandwidthLimitGarbageIsErrorNamingIt) {
+  auto r = Parse(Replicating({"--bandwidth-limit", "fast"}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--bandwidth-limit")) << r.status().message();
+  EXPECT_TRUE(Mentions(r, "fast")) << r.status().message();
+}
+
+// The control socket serves the CLI whether or not the disks replicate.
+TEST(ParseSourceOptions, ControlPathWithoutTargetIsAccepted) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--control", "/run/blockrep/ctl.sock"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->control_path, "/run/blockrep/ctl.sock");
+}
+
+TEST(ParseSourceOptions, ControlPathEmptyIsError) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--control="});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Mentions(r, "--control")) << r.status().message();
+}
+
+// Tuning flags are harmless without a target: they take effect once one is configured.
+TEST(ParseSourceOptions, TuningFlagsWithoutTargetAreAccepted) {
+  auto r = Parse({"--disk", "a=/x", "--nbd", "unix:/s", "--retry-unit", "1s", "--compression-level",
+                  "3", "--bandwidth-limit", "10M"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->retry_unit_ms, 1000u);
+  EXPECT_EQ(r->compression_level, 3);
+  EXPECT_EQ(r->bandwidth_limit_bytes_per_s, 10ull << 20);
+}
+
 TEST(SourceUsage, MentionsEveryOption) {
   const std::string usage = SourceUsage();
-  for (const char* opt : {"--disk", "--nbd", "--fuse", "--state-dir", "--journal-max-bytes",
-                          "--config", "--threads", "--log-level", "--help", "--version"}) {
+  for (const char* opt :
+       {"--disk", "--nbd", "--fuse", "--state-dir", "--journal-max-bytes", "--config", "--threads",
+        "--log-level", "--help", "--version", "--target", "--tls-cert", "--tls-key", "--tls-ca",
+        "--retry-unit", "--compression-level", "--bandwidth-limit", "--control"}) {
     EXPECT_NE(usage.find(opt), std::string::npos) << opt;
   }
+}
+
+TEST(SourceUsage, HasAReplicationSection) {
+  EXPECT_NE(std::string(SourceUsage()).find("\nReplication"), std::string::npos);
 }
 
 }  // namespace

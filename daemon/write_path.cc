@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 
@@ -67,6 +68,7 @@ class WritePath::ChangeOp final : public IoCompletion {
       return SubmitRecord();
     }
     // Bitmap mode: the regions' bits must be on disk before the change is.
+    ++wp_.bitmap_in_flight_;
     const bool durable = wp_.resync_durable_.AllSet(offset_, length_);
     wp_.resync_.Mark(offset_, length_);
     if (!durable) wp_.resync_.PagesOf(offset_, length_, &pages_);
@@ -147,6 +149,10 @@ class WritePath::ChangeOp final : public IoCompletion {
         if (res != static_cast<int32_t>(DirtyBitmap::kPageBytes)) {
           LOG_ERROR("disk %s: bitmap page write: %s", wp_.disk_.name().c_str(),
                     res < 0 ? std::strerror(-res) : "short write");
+          {
+            std::lock_guard<std::mutex> lock(wp_.mu_);
+            if (--wp_.bitmap_in_flight_ == 0) wp_.fence_cv_.notify_all();
+          }
           return Finish(res < 0 ? res : -EIO);
         }
         if (++page_index_ < pages_.size()) return WriteNextPage();
@@ -254,11 +260,16 @@ class WritePath::ChangeOp final : public IoCompletion {
       std::lock_guard<std::mutex> lock(wp_.mu_);
       if (journaled_) {
         if (kind_ != Kind::kMarker) LeaveRangesLocked(&resume);
+        const uint64_t lowest_before = wp_.journal_->lowest_pending();
         wp_.journal_->Complete(slot_.seq);
         if (marker == journal::MarkerType::kVoid) {
-          for (uint64_t s : void_seqs) wp_.journal_->Complete(s);
+          for (uint64_t s : void_seqs) {
+            wp_.journal_->Complete(s);
+            if (err == 0) wp_.voided_.insert(s);
+          }
           wp_.void_in_flight_ = false;
         }
+        if (wp_.journal_->lowest_pending() != lowest_before) wp_.progress_cv_.notify_all();
         if (marker == journal::MarkerType::kFlushCheckpoint && err == 0) {
           wp_.last_checkpoint_written_ = std::max(wp_.last_checkpoint_written_, checkpoint_value);
         }
@@ -270,6 +281,8 @@ class WritePath::ChangeOp final : public IoCompletion {
         } else if (kind_ == Kind::kTrim && !trim_performed_) {
           wp_.MarkForResyncLocked(offset_, length_, "the file system cannot punch holes");
         }
+      } else if (kind_ != Kind::kMarker && --wp_.bitmap_in_flight_ == 0) {
+        wp_.fence_cv_.notify_all();  // BeginResync may wait for this
       }
       wp_.MaybeDropJournalLocked();
     }
@@ -286,15 +299,8 @@ class WritePath::ChangeOp final : public IoCompletion {
   void LeaveRangesLocked(std::vector<ChangeOp*>* resume) {
     std::vector<RangeOrder::Entry*> ready;
     wp_.ranges_.Leave(&entry_, &ready);
-    for (RangeOrder::Entry* e : ready) {
-      auto* w = static_cast<ChangeOp*>(e->owner);
-      if (w->journal_done_ && !w->resumed_) {
-        w->resumed_ = true;
-        resume->push_back(w);
-      }
-    }
+    wp_.ResumeReadyLocked(ready, resume);
   }
-
   // Posts the parked waiters picked by LeaveRangesLocked to their own rings.
   void Resume(const std::vector<ChangeOp*>& resume) {
     for (ChangeOp* w : resume) ring_.Post(w->ring_, w, 0);
@@ -476,13 +482,19 @@ WritePath::WritePath(Parts parts)
       bitmap_fd_(std::move(parts.bitmap_fd)),
       bitmap_path_(std::move(parts.bitmap_path)),
       state_(std::move(parts.state)),
-      state_path_(std::move(parts.state_path)) {
+      state_path_(std::move(parts.state_path)),
+      journal_dir_(std::move(parts.journal_dir)),
+      journal_max_bytes_(parts.journal_max_bytes),
+      segment_bytes_target_(parts.segment_bytes_target),
+      voided_(parts.voided.begin(), parts.voided.end()) {
   BLOCKREP_CHECK(resync_.disk_bytes() == disk_.size_bytes());
   BLOCKREP_CHECK(coverage_.disk_bytes() == disk_.size_bytes());
   BLOCKREP_CHECK(mode_ == DiskMode::kBitmap || journal_ != nullptr);
+  journal_id_ = parts.journal_id;
   if (journal_ != nullptr) {
     journal_id_ = journal_->journal_id();
     last_checkpoint_written_ = journal_->checkpoint();
+    if (journal_max_bytes_ == 0) journal_max_bytes_ = journal_->max_bytes();
   }
 }
 
@@ -600,6 +612,7 @@ bool WritePath::SwitchToBitmapLocked(const std::string& reason) {
   state_ = std::move(next);
   journal_droppable_ = true;
   voids_.clear();
+  progress_cv_.notify_all();  // the shipper stops reading the journal
   LOG_WARN("disk %s: %s: now tracking changes in a dirty bitmap (%lu regions of %s dirty); "
            "resync required",
            disk_.name().c_str(), reason.c_str(), static_cast<unsigned long>(resync_.dirty_regions()),
@@ -695,7 +708,10 @@ Status WritePath::Close() {
 Result<uint64_t> WritePath::ReclaimJournal(uint64_t upto_seq) {
   std::lock_guard<std::mutex> lock(mu_);
   if (journal_ == nullptr) return uint64_t{0};
-  return journal_->Reclaim(upto_seq);
+  auto freed = journal_->Reclaim(upto_seq);
+  // Seqs below the oldest one left are never read again.
+  voided_.erase(voided_.begin(), voided_.lower_bound(journal_->first_seq()));
+  return freed;
 }
 
 WritePath::Stats WritePath::stats() const {
@@ -715,7 +731,193 @@ WritePath::Stats WritePath::stats() const {
   }
   s.dirty_regions = resync_.dirty_regions();
   s.changes_in_flight = in_flight_;
+  s.resync_required = state_.resync_required() || !resync_.empty();
   return s;
+}
+
+// ---- for the shipper --------------------------------------------------------------------
+
+void WritePath::ResumeReadyLocked(const std::vector<RangeOrder::Entry*>& ready,
+                                  std::vector<ChangeOp*>* resume) {
+  for (RangeOrder::Entry* e : ready) {
+    if (e->fence) {
+      fence_cv_.notify_all();
+      continue;
+    }
+    auto* w = static_cast<ChangeOp*>(e->owner);
+    if (w->journal_done_ && !w->resumed_) {
+      w->resumed_ = true;
+      resume->push_back(w);
+    }
+  }
+}
+
+Result<uint64_t> WritePath::Fenced(IoRing& ring, uint64_t offset, uint64_t length,
+                                   const std::function<Status(uint64_t barrier)>& fn) {
+  BLOCKREP_CHECK(length > 0 && offset + length <= disk_.size_bytes());
+  RangeOrder::Entry entry;
+  entry.fence = true;
+  uint64_t barrier;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (mode_ != DiskMode::kJournaling || journal_ == nullptr) {
+      return Status::Unsupported("disk " + disk_.name() + " is not journaling");
+    }
+    barrier = journal_->next_seq();
+    entry.offset = offset;
+    entry.length = length;
+    ranges_.Enter(&entry);
+    fence_cv_.wait(lock, [&entry] { return entry.blockers == 0; });
+  }
+  Status st = fn(barrier);
+  std::vector<ChangeOp*> resume;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<RangeOrder::Entry*> ready;
+    ranges_.Leave(&entry, &ready);
+    ResumeReadyLocked(ready, &resume);
+  }
+  for (ChangeOp* w : resume) ring.Post(w->ring_, w, 0);
+  // The caller's ring is not driven by a loop that submits: send the wake-ups now.
+  if (!resume.empty()) ring.Submit();
+  if (!st.ok()) return st;
+  return barrier;
+}
+
+uint64_t WritePath::WaitForLowestPending(uint64_t above, int timeout_ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto current = [this] {
+    return mode_ == DiskMode::kJournaling && journal_ != nullptr ? journal_->lowest_pending() : 0;
+  };
+  progress_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] {
+    const uint64_t lp = current();
+    return lp == 0 || lp > above;
+  });
+  return current();
+}
+
+bool WritePath::IsVoided(uint64_t seq) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return voided_.count(seq) != 0;
+}
+
+WritePath::JournalPosition WritePath::Position() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  JournalPosition p;
+  p.mode = mode_;
+  p.resync_pending = state_.resync_required() || !resync_.empty();
+  p.journal_id = journal_id_;
+  p.journal_dir = journal_dir_;
+  if (journal_ != nullptr && mode_ == DiskMode::kJournaling) {
+    p.first_seq = journal_->first_seq();
+    p.lowest_pending = journal_->lowest_pending();
+    p.next_seq = journal_->next_seq();
+  } else {
+    p.next_seq = state_.next_seq;
+  }
+  return p;
+}
+
+DiskState WritePath::State() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_;
+}
+
+Result<uint64_t> WritePath::BeginResync(DirtyBitmap* covered) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (mode_ == DiskMode::kBitmap) {
+    if (journal_ != nullptr) {
+      // The switch to the bitmap still waits for records in flight; it finishes soon.
+      return Status::IoError("disk " + disk_.name() + ": the journal is still being dropped");
+    }
+    auto w = JournalWriter::Open(journal_dir_, journal_id_, state_.next_seq, {},
+                                 journal_max_bytes_, segment_bytes_target_);
+    if (!w.ok()) return Status::IoError("disk " + disk_.name() + ": " + w.status().message());
+    journal_ = std::move(w).value();
+    auto cp = journal_->AppendMarkerSync(journal::MarkerType::kFlushCheckpoint,
+                                         journal::EncodeCheckpointBody(journal_->next_seq() + 1));
+    if (!cp.ok()) return Status::IoError("disk " + disk_.name() + ": " + cp.status().message());
+    journal_->NoteCheckpoint(journal_->next_seq());
+    last_checkpoint_written_ = journal_->next_seq();
+    journal_droppable_ = false;
+    coverage_.Clear();
+  }
+  DiskState next = state_;
+  next.mode = DiskMode::kJournaling;
+  next.resyncing = true;
+  next.next_seq = journal_->next_seq();
+  if (state_.mode != DiskMode::kJournaling) next.since = NowRfc3339();
+  BLOCKREP_RETURN_IF_ERROR(next.Save(state_path_));
+  const bool was_bitmap = mode_ == DiskMode::kBitmap;
+  mode_ = DiskMode::kJournaling;
+  state_ = std::move(next);
+  const uint64_t first = journal_->next_seq();
+  // Changes that started in bitmap mode marked their regions before they went to the
+  // disk, but are not in RangeOrder: wait for them, so every later fenced read sees them.
+  fence_cv_.wait(lock, [this] { return bitmap_in_flight_ == 0; });
+  *covered = resync_;
+  if (was_bitmap) {
+    LOG_INFO("disk %s: journaling again from seq %lu for the resync of %lu regions",
+             disk_.name().c_str(), static_cast<unsigned long>(first),
+             static_cast<unsigned long>(resync_.dirty_regions()));
+  }
+  progress_cv_.notify_all();
+  return first;
+}
+
+Status WritePath::FinishResync(const DirtyBitmap& covered) {
+  std::lock_guard<std::mutex> lock(mu_);
+  DirtyBitmap next = resync_;
+  next.Subtract(covered);
+  BLOCKREP_RETURN_IF_ERROR(next.WriteTo(bitmap_fd_.get(), bitmap_path_));
+  DiskState st = state_;
+  st.resyncing = false;
+  st.reason.clear();
+  if (!st.error.empty()) {
+    LOG_INFO("disk %s: the resync repaired the replica; clearing the error (%s)",
+             disk_.name().c_str(), st.error.c_str());
+  }
+  st.error.clear();
+  st.since = NowRfc3339();
+  BLOCKREP_RETURN_IF_ERROR(st.Save(state_path_));
+  state_ = std::move(st);
+  resync_ = next;
+  resync_durable_ = std::move(next);
+  return Status::Ok();
+}
+
+Status WritePath::MarkAllForResync(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  DirtyBitmap next = resync_;
+  next.MarkAll();
+  BLOCKREP_RETURN_IF_ERROR(next.WriteTo(bitmap_fd_.get(), bitmap_path_));
+  DiskState st = state_;
+  st.reason = why;
+  st.since = NowRfc3339();
+  BLOCKREP_RETURN_IF_ERROR(st.Save(state_path_));
+  state_ = std::move(st);
+  resync_ = next;
+  resync_durable_ = std::move(next);
+  LOG_WARN("disk %s: every region marked for resync: %s", disk_.name().c_str(), why.c_str());
+  return Status::Ok();
+}
+
+Status WritePath::FlushSync(IoRing& ring) {
+  struct Done final : nbd::BackendDone {
+    bool done = false;
+    int err = 0;
+    void OnDone(int e) override {
+      done = true;
+      err = e;
+    }
+  } done;
+  Flush(ring, &done);
+  while (!done.done) {
+    auto r = ring.SubmitAndDispatch(1);
+    if (!r.ok()) return r.status();
+  }
+  if (done.err != 0) return Status::FromErrno(done.err, "disk " + disk_.name() + ": flush");
+  return Status::Ok();
 }
 
 }  // namespace blockrep

@@ -30,12 +30,20 @@
 // when one change finishes and an overlapping change from another thread may proceed, that
 // change is resumed on its own ring through IoRing::Post.
 //
+// For the shipper (daemon/shipper.h): Fenced() reads a range as of a barrier seq (the
+// ordering rule of docs/formats/replication.md), WaitForLowestPending() sleeps until more
+// records have completed, and ResumeJournaling()/FinishResync() move a disk that needs a
+// resync back to journaling and, once the replica has caught up, clear its bitmap.
+//
 // Thread-safety: safe for concurrent calls from several threads, each with its own ring.
 // Lifetime: created by ProtectedDisk, which owns everything referenced here.
 #pragma once
 
+#include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -45,7 +53,7 @@
 #include "core/unique_fd.h"
 #include "daemon/backing_disk.h"
 #include "daemon/backing_io.h"
-#include "daemon/journal_writer.h"
+#include "core/journal_writer.h"
 #include "daemon/range_order.h"
 #include "nbd/backend.h"
 
@@ -64,6 +72,14 @@ class WritePath final : public nbd::Backend {
     std::string bitmap_path;
     DiskState state;
     std::string state_path;
+    // Where the journal lives and its budget, so that a disk in bitmap mode can start
+    // journaling again (ResumeJournaling).
+    std::string journal_dir;
+    uint64_t journal_id = 0;
+    uint64_t journal_max_bytes = 0;
+    uint64_t segment_bytes_target = journal::kSegmentBytesTarget;
+    // Seqs the journal's void markers forgive (and those the restart dropped as torn).
+    std::vector<uint64_t> voided;
   };
 
   explicit WritePath(Parts parts);
@@ -88,6 +104,57 @@ class WritePath final : public nbd::Backend {
   // disk): what the shipper calls once the target has acknowledged them.
   Result<uint64_t> ReclaimJournal(uint64_t upto_seq);
 
+  // ---- for the shipper ----------------------------------------------------------------
+
+  // Runs fn(barrier) with [offset, offset + length) fenced: every change with a seq below
+  // the barrier that overlaps the range has reached the backing disk, and no change with
+  // the barrier's seq or a later one that overlaps it can reach the disk until fn returns.
+  // So what fn reads of the range is its content "as of the barrier". Changes that
+  // overlap wait meanwhile; keep fn short (one chunk). `ring` is the caller's own ring: the
+  // changes the fence held up are resumed through it. Returns the barrier, or fn's error.
+  // REQUIRES: journaling mode (kUnsupported otherwise: call ResumeJournaling first).
+  Result<uint64_t> Fenced(IoRing& ring, uint64_t offset, uint64_t length,
+                          const std::function<Status(uint64_t barrier)>& fn);
+
+  // Waits until lowest_pending > above (more records completed), the disk leaves
+  // journaling, or timeout_ms passes; returns lowest_pending (0 when not journaling).
+  uint64_t WaitForLowestPending(uint64_t above, int timeout_ms);
+
+  // True when a void marker forgives seq (a record whose write failed, or one dropped as
+  // torn at a restart): a reader skips its missing record.
+  bool IsVoided(uint64_t seq) const;
+
+  struct JournalPosition {
+    DiskMode mode = DiskMode::kJournaling;
+    bool resync_pending = false;   // the resync bitmap holds regions (or a resync runs)
+    uint64_t first_seq = 0;        // oldest seq the journal still holds (journaling mode)
+    uint64_t lowest_pending = 0;   // every seq below it has completed
+    uint64_t next_seq = 0;
+    uint64_t journal_id = 0;
+    std::string journal_dir;
+  };
+  JournalPosition Position() const;
+  // The disk's state as the state file has it (identity, generation, mode, error).
+  DiskState State() const;
+
+  // Starts a resync: a disk in bitmap mode starts journaling again (a new segment at the
+  // next seq) and the state file records "resyncing"; returns the first seq of the journal
+  // from now on (the barrier from which records cover every change). Waits for changes
+  // that started in bitmap mode to finish (they marked the bitmap; the resync reads them).
+  // *covered gets the bitmap's regions at this moment: what the resync must compare.
+  Result<uint64_t> BeginResync(DirtyBitmap* covered);
+  // The resync that BeginResync started is done: the regions of `covered` are cleared from
+  // the bitmap (regions marked since stay), the error state (if any) is cleared, and the
+  // state file stops saying "resyncing".
+  Status FinishResync(const DirtyBitmap& covered);
+  // Marks every region for resync (a corrupt journal record found while shipping, or an
+  // operator's `blockrep resync`); the state file records why.
+  Status MarkAllForResync(const std::string& why);
+
+  // A flush (as Flush) run to completion on the caller's ring: the shipper's way to get a
+  // checkpoint, so that shipped segments can be reclaimed even if clients never flush.
+  Status FlushSync(IoRing& ring);
+
   struct Stats {
     DiskMode mode;
     std::string reason;
@@ -99,6 +166,7 @@ class WritePath final : public nbd::Backend {
     uint64_t lowest_pending_seq = 0;
     uint64_t dirty_regions = 0;
     uint64_t changes_in_flight = 0;
+    bool resync_required = false;
   };
   Stats stats() const;
 
@@ -112,9 +180,14 @@ class WritePath final : public nbd::Backend {
  private:
   class ChangeOp;
   class FlushOp;
+  struct Fence;
   friend class ChangeOp;
   friend class FlushOp;
 
+  // REQUIRES mu_. Of the RangeOrder entries that just lost their last blocker: a parked
+  // change (its record written) is picked for resuming on its ring, a fence is woken.
+  void ResumeReadyLocked(const std::vector<RangeOrder::Entry*>& ready,
+                         std::vector<ChangeOp*>* resume);
   // REQUIRES mu_. Leaves journaling for the bitmap; `reason` says why. False (and still
   // journaling) when the bitmap or the state file could not be written.
   bool SwitchToBitmapLocked(const std::string& reason);
@@ -157,6 +230,13 @@ class WritePath final : public nbd::Backend {
   bool checkpoints_pinned_ = false;        // guarded by mu_: a flush's fdatasync failed
   uint64_t last_checkpoint_written_ = 0;   // guarded by mu_
   uint64_t journal_id_ = 0;                // constant after construction
+  std::string journal_dir_;
+  uint64_t journal_max_bytes_ = 0;
+  uint64_t segment_bytes_target_ = 0;
+  std::set<uint64_t> voided_;              // guarded by mu_
+  uint64_t bitmap_in_flight_ = 0;          // guarded by mu_: changes started in bitmap mode
+  std::condition_variable fence_cv_;       // a fence's blockers reached 0; bitmap changes done
+  std::condition_variable progress_cv_;    // lowest_pending moved, or the mode changed
 };
 
 }  // namespace blockrep

@@ -4,55 +4,19 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <string>
+
+#include "core/unix_socket.h"
 
 namespace blockrep::nbd {
 namespace {
 
 Result<Listener> ListenUnix(const std::string& spec, const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return Status::InvalidArgument("--nbd " + spec + ": socket path must be 1 to " +
-                                   std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
-  }
-  std::memcpy(addr.sun_path, path.data(), path.size());
-
-  struct stat st;
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return Status::InvalidArgument("--nbd " + spec + ": " + path +
-                                     " exists and is not a socket");
-    }
-    // A socket file: in use if something accepts on it, stale otherwise.
-    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (probe.valid() &&
-        ::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-      return Status::InvalidArgument("--nbd " + spec + ": " + path +
-                                     " is in use by another server");
-    }
-    ::unlink(path.c_str());
-  }
-
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return Status::FromErrno(errno, "socket(AF_UNIX)");
-  // Create the socket file 0600 from the start: no window in which others can connect.
-  mode_t old_umask = ::umask(0177);
-  int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  int bind_errno = errno;
-  ::umask(old_umask);
-  if (rc != 0) return Status::FromErrno(bind_errno, "--nbd " + spec + ": bind " + path);
-  if (::chmod(path.c_str(), 0600) != 0) {
-    return Status::FromErrno(errno, "--nbd " + spec + ": chmod " + path);
-  }
-  if (::listen(fd.get(), kListenBacklog) != 0) return Status::FromErrno(errno, "listen");
-  return Listener{spec, std::move(fd), path};
+  auto sock = ListenUnixSocket(path, kListenBacklog, "--nbd " + spec);
+  if (!sock.ok()) return sock.status();
+  return Listener{spec, std::move(sock->fd), path};
 }
 
 Result<Listener> ListenTcp(const std::string& spec, const std::string& hostport) {

@@ -6,13 +6,15 @@ set -euo pipefail
 packages=(
   # build
   g++ make pkg-config liburing-dev libsystemd-dev libxxhash-dev libgtest-dev libfuse3-dev
-  libtomlplusplus-dev nlohmann-json3-dev
+  libtomlplusplus-dev nlohmann-json3-dev libssl-dev libzstd-dev
   # the libFuzzer target
   clang libclang-rt-14-dev
   # real clients for the integration tests, the demo and the benchmark
   fio libnbd-bin python3-libnbd qemu-utils nbdkit
   # FUSE front door: fusermount3, and ext4 on a loop device in the tests
   fuse3 e2fsprogs util-linux
+  # replication tests: certificates, network namespaces, a dropped link; the resync benchmark
+  openssl iproute2 iptables rsync
 )
 
 missing=()

@@ -77,6 +77,8 @@ class JournalWriter {
   // Every seq below this has completed.
   uint64_t lowest_pending() const { return lowest_pending_; }
   uint64_t next_seq() const { return next_seq_; }
+  // The oldest seq the journal may still hold: the first seq of its oldest segment.
+  uint64_t first_seq() const { return segments_.empty() ? next_seq_ : segments_.front()->first_seq; }
   bool idle() const { return pending_.empty(); }
   uint64_t journal_id() const { return journal_id_; }
 

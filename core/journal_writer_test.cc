@@ -3,7 +3,7 @@
 // under out-of-order completion, rolling to a new segment at a (small) size target, the size
 // budget, dirty-segment hand-off, Reclaim (which files it deletes and which it must keep),
 // and synchronous markers that ScanJournal then reads back and verifies.
-#include "daemon/journal_writer.h"
+#include "core/journal_writer.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

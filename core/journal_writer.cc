@@ -1,4 +1,4 @@
-#include "daemon/journal_writer.h"
+#include "core/journal_writer.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
