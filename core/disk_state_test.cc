@@ -87,7 +87,47 @@ TEST(DiskState, ToJsonWritesTheSpecKeysAndValues) {
   EXPECT_EQ(j["resync_required"], true);
   EXPECT_EQ(j["next_seq"].get<uint64_t>(), 0x123456789abcull);
   EXPECT_EQ(j["clean_shutdown"], true);
-  EXPECT_EQ(j.size(), 12u);
+  EXPECT_EQ(j["resyncing"], false);
+  EXPECT_EQ(j["disk_id"], "");
+  EXPECT_EQ(j["generation"], 1);
+  EXPECT_EQ(j.size(), 15u);
+}
+
+TEST(DiskState, ReplicationKeysAreOptionalForOlderFiles) {
+  nlohmann::json j = ValidJson();
+  j.erase("resyncing");
+  j.erase("disk_id");
+  j.erase("generation");
+  auto s = DiskState::FromJson(j.dump(), kWhere);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_FALSE(s->resyncing);
+  EXPECT_EQ(s->disk_id, "");
+  EXPECT_EQ(s->generation, 1u);
+}
+
+TEST(DiskState, ReplicationKeysRoundTrip) {
+  DiskState st;
+  st.disk = "vm1";
+  st.resyncing = true;
+  st.disk_id = "00112233445566778899aabbccddeeff";
+  st.generation = 4;
+  auto back = DiskState::FromJson(st.ToJson(), kWhere);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(back->resyncing);
+  EXPECT_TRUE(back->resync_required());
+  EXPECT_EQ(back->disk_id, st.disk_id);
+  EXPECT_EQ(back->generation, 4u);
+}
+
+TEST(DiskState, BadReplicationKeysAreNamed) {
+  for (const auto& [key, value] : std::vector<std::pair<const char*, nlohmann::json>>{
+           {"resyncing", "no"}, {"disk_id", "XYZ"}, {"disk_id", 7}, {"generation", 0}, {"generation", "1"}}) {
+    SCOPED_TRACE(key);
+    nlohmann::json j = ValidJson();
+    j[key] = value;
+    const std::string err = ErrorFor(j);
+    EXPECT_NE(err.find(std::string(kWhere) + ": " + key + ":"), std::string::npos) << err;
+  }
 }
 
 TEST(DiskState, ModeNames) {
