@@ -28,7 +28,7 @@ DAEMON_SRCS := $(call lib_srcs,daemon)
 TARGET_SRCS := $(call lib_srcs,target)
 TOOLS_SRCS  := $(call lib_srcs,tools)
 TEST_SRCS   := $(wildcard core/*_test.cc nbd/*_test.cc daemon/*_test.cc target/*_test.cc tools/*_test.cc)
-FUZZ_SRCS   := $(wildcard nbd/*_fuzz.cc)
+FUZZ_SRCS   := $(wildcard nbd/*_fuzz.cc core/*_fuzz.cc)
 
 SOURCE_SRCS := daemon/main.cc $(DAEMON_SRCS) $(NBD_SRCS) $(CORE_SRCS)
 TARGETD_SRCS := target/main.cc $(TARGET_SRCS) $(CORE_SRCS)
@@ -80,13 +80,18 @@ $(BUILD)/asan/unit_tests: $(call aobj,$(UNIT_SRCS))
 
 unit-tests: $(BUILD)/unit_tests $(BUILD)/asan/unit_tests
 
-# libFuzzer targets need clang; they link the real handshake and request parser.
+# libFuzzer targets need clang; they link the real code that reads untrusted bytes (the NBD
+# handshake and request parser; the replication protocol's decoders).
 FUZZ_FLAGS := -std=c++20 -O1 -g -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined
 $(BUILD)/fuzz/%: nbd/%.cc $(NBD_SRCS) $(CORE_SRCS)
 	@mkdir -p $(@D)
 	$(CLANGXX) $(FUZZ_FLAGS) $(WARNINGS) -o $@ $^ $(LDLIBS)
 
-fuzz: $(patsubst nbd/%.cc,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+$(BUILD)/fuzz/%: core/%.cc $(CORE_SRCS)
+	@mkdir -p $(@D)
+	$(CLANGXX) $(FUZZ_FLAGS) $(WARNINGS) -o $@ $^ $(LDLIBS)
+
+fuzz: $(addprefix $(BUILD)/fuzz/,$(basename $(notdir $(FUZZ_SRCS))))
 
 # Sub-makes build in parallel (one job per CPU) unless the caller chose -j itself.
 JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc))

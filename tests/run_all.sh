@@ -2,7 +2,8 @@
 # make test: runs every test stage and ends with one line, "N passed, N failed".
 #   1. GoogleTest unit tests            build/unit_tests
 #   2. the same under ASan+UBSan        build/asan/unit_tests
-#   3. a short libFuzzer run            build/fuzz/nbd_fuzz (FUZZ_SECONDS, default 30)
+#   3. short libFuzzer runs             build/fuzz/nbd_fuzz, build/fuzz/repl_wire_fuzz
+#                                       (FUZZ_SECONDS each, default 30)
 #   4. integration tests                tests/integration/run.sh (real binaries, real clients)
 # A stage that cannot run counts as failed. Exit status is non-zero if anything failed.
 set -uo pipefail
@@ -44,20 +45,26 @@ run_gtest() {  # $1 label, $2 binary
 run_gtest unit build/unit_tests
 run_gtest unit-asan build/asan/unit_tests
 
-echo "== fuzz: build/fuzz/nbd_fuzz for ${FUZZ_SECONDS:-30} s"
-corpus="$results/fuzz-corpus"
-mkdir -p "$corpus"
-cp tests/fuzz/nbd_fuzz_corpus/* "$corpus/"
-if build/fuzz/nbd_fuzz -max_total_time="${FUZZ_SECONDS:-30}" -print_final_stats=1 \
-    -artifact_prefix="$results/" "$corpus" > "$results/fuzz.log" 2>&1; then
-  grep -E 'number_of_executed_units|new_units_added' "$results/fuzz.log" | sed 's/^/  /'
-  echo "fuzz: 1 passed, 0 failed"
-  passed=$((passed + 1))
-else
-  tail -n 40 "$results/fuzz.log"
-  echo "fuzz: 0 passed, 1 failed (crash input saved under $results/)"
-  failed=$((failed + 1))
-fi
+# run_fuzz NAME SECONDS: build/fuzz/NAME from its seed corpus tests/fuzz/NAME_corpus.
+run_fuzz() {
+  local name=$1 secs=$2 corpus="$results/$1-corpus"
+  echo "== fuzz: build/fuzz/$name for $secs s"
+  mkdir -p "$corpus"
+  cp tests/fuzz/"$name"_corpus/* "$corpus/"
+  if build/fuzz/"$name" -max_total_time="$secs" -print_final_stats=1 \
+      -artifact_prefix="$results/$name-" "$corpus" > "$results/$name.log" 2>&1; then
+    grep -E 'number_of_executed_units|new_units_added' "$results/$name.log" | sed 's/^/  /'
+    echo "fuzz $name: 1 passed, 0 failed"
+    passed=$((passed + 1))
+  else
+    tail -n 40 "$results/$name.log"
+    echo "fuzz $name: 0 passed, 1 failed (crash input saved under $results/)"
+    failed=$((failed + 1))
+  fi
+}
+# The NBD handshake and request parser, and the replication protocol's decoders.
+run_fuzz nbd_fuzz "${FUZZ_SECONDS:-30}"
+run_fuzz repl_wire_fuzz "${FUZZ_SECONDS:-30}"
 
 echo "== integration"
 RESULTS_FILE="$PWD/$results/integration.counts" tests/integration/run.sh
