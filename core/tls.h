@@ -126,6 +126,10 @@ class TlsConnection {
   Status error_;                   // the first failure (sticky); after it no SSL call but SSL_free
   bool read_wants_write_ = false;  // SSL_read needs the socket writable to go on
   bool write_wants_read_ = false;  // SSL_write needs the socket readable to go on
+  // OpenSSL's read-ahead buffer may hold whole records it has not decrypted yet (read along
+  // with the handshake's last flight, or left when ReadAvailable stopped at its cap): poll()
+  // cannot see them and SSL_pending() does not count them, so the next Pump reads first.
+  bool records_may_wait_ = false;
 };
 
 // TCP: connect to "HOST:PORT" (a name, an IPv4 address, or [IPv6]) within timeout_ms (-1: no

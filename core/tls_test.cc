@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -536,6 +537,36 @@ TEST_F(TlsDataTest, LargeTransferBothWaysSurvivesPartialWrites) {
   EXPECT_TRUE(server_result.ok()) << server_result.ToString();
   EXPECT_TRUE(client_got == to_client);
   EXPECT_TRUE(server_got == to_server);
+}
+
+// With read-ahead, a server reads the client's first record together with the client's
+// Finished when both come in one segment; the record then waits undecrypted in OpenSSL's
+// buffer, where poll() cannot see it. The first Pump must deliver it, not wait for more.
+TEST_F(TlsDataTest, RecordArrivingWithTheHandshakesLastFlightIsDeliveredByTheFirstPump) {
+  Listener l = Listen();
+  std::promise<void> server_done;
+  std::jthread thread([&] {
+    Result<UniqueFd> fd = TcpConnect(l.address, kHandshakeMs);
+    ASSERT_TRUE(fd.ok()) << fd.status().ToString();
+    const int raw_fd = fd->get();
+    // Corked, the client's Finished and its first record leave in one segment.
+    int on = 1;
+    ASSERT_EQ(setsockopt(raw_fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)), 0);
+    Side client = MakeSide(*client_ctx_, std::move(fd).value(), l.address);
+    ASSERT_TRUE(client.handshake.ok()) << client.handshake.ToString();
+    client.conn->Queue(reinterpret_cast<const uint8_t*>("hello"), 5);
+    ASSERT_TRUE(PumpUntil(*client.conn, [&] { return client.conn->queued_bytes() == 0; }).ok());
+    int off = 0;
+    ASSERT_EQ(setsockopt(raw_fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off)), 0);
+    server_done.get_future().wait_for(kTestDeadline);
+  });
+  Side server = AcceptSide(l, *server_ctx_);
+  ASSERT_TRUE(server.handshake.ok()) << server.handshake.ToString();
+  // Give the segment time to arrive whole before the first Pump looks.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(server.conn->Pump(2000).ok());
+  EXPECT_EQ(std::string(server.conn->input().begin(), server.conn->input().end()), "hello");
+  server_done.set_value();
 }
 
 TEST_F(TlsDataTest, PumpWithNothingToDoReturnsOkAfterItsTimeout) {

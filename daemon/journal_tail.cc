@@ -19,16 +19,21 @@ std::string JournalTail::Where(uint64_t offset) const {
 Status JournalTail::RefreshSegments() {
   auto list = journal::ListSegments(dir_);
   if (!list.ok()) return list.status();
-  const uint64_t current = have_segment_ ? segments_[seg_index_].first : 0;
-  segments_ = std::move(list).value();
-  if (have_segment_) {
-    auto it = std::find_if(segments_.begin(), segments_.end(),
-                           [current](const auto& s) { return s.first == current; });
-    if (it == segments_.end()) {
-      return Status::NotFound(Where(pos_) + ": the segment was deleted under the reader");
-    }
-    seg_index_ = static_cast<size_t>(it - segments_.begin());
+  if (!have_segment_) {
+    segments_ = std::move(list).value();
+    return Status::Ok();
   }
+  const std::pair<uint64_t, std::string> current = segments_[seg_index_];
+  segments_ = std::move(list).value();
+  auto it = std::lower_bound(segments_.begin(), segments_.end(), current.first,
+                             [](const auto& s, uint64_t first) { return s.first < first; });
+  if (it == segments_.end() || it->first != current.first) {
+    // Reclaimed under the reader, typically once the target acknowledged every record in
+    // it while the reader sat at its end: the open fd still reads it. It stays in the list
+    // so that the reader goes on to its successor.
+    it = segments_.insert(it, current);
+  }
+  seg_index_ = static_cast<size_t>(it - segments_.begin());
   return Status::Ok();
 }
 

@@ -2,7 +2,7 @@
 // where it reserves them): records come back in seq order and only below the limit, a seq
 // whose write failed is skipped when a void marker forgives it and is corruption when not,
 // a flipped byte is corruption that names the record, and reading follows the writer from
-// one segment to the next.
+// one segment to the next, also when the segment it was reading is reclaimed under it.
 #include "daemon/journal_tail.h"
 
 #include <fcntl.h>
@@ -182,6 +182,24 @@ TEST_F(JournalTailTest, FollowsTheWriterIntoNewSegments) {
   JournalTail tail = Tail();
   ASSERT_TRUE(tail.Seek(1).ok());
   EXPECT_EQ(ReadAll(tail, writer_->lowest_pending()), want);
+}
+
+// The shipper reclaims a segment once the target acknowledged every record in it, which
+// can happen while the reader still sits at the segment's end: it goes on to the next one.
+TEST_F(JournalTailTest, GoesOnWhenItsSegmentIsReclaimedUnderIt) {
+  Open(/*segment_bytes=*/16 << 10);  // two 4 KiB records per segment
+  Append('a');
+  Append('b');
+  ASSERT_EQ(writer_->segment_count(), 1u);
+  JournalTail tail = Tail();
+  ASSERT_TRUE(tail.Seek(1).ok());
+  EXPECT_EQ(ReadAll(tail, writer_->lowest_pending()), (std::vector<uint64_t>{1, 2}));
+  const uint64_t c = Append('c');
+  ASSERT_EQ(writer_->segment_count(), 2u);
+  ASSERT_EQ(::unlink(offsets_[1].first.c_str()), 0);  // reclaimed through seq 2
+  Status error;
+  EXPECT_EQ(ReadAll(tail, writer_->lowest_pending(), &error), (std::vector<uint64_t>{c}));
+  EXPECT_TRUE(error.ok()) << error.ToString();
 }
 
 TEST_F(JournalTailTest, AWindowReadBeforeARecordCompletedIsReadAgain) {

@@ -30,6 +30,10 @@ constexpr int kIdleWaitMs = 5;
 constexpr uint64_t kReclaimIntervalMs = 2000;
 // How often the journal's fill is looked at between those.
 constexpr uint64_t kReclaimCheckMs = 100;
+// Compression must save at least this share of a batch to be worth its CPU; batches after
+// one that did not are sent raw for a while (see CloseBatch).
+constexpr double kMinCompressionGain = 0.05;
+constexpr int kIncompressibleSkip = 16;
 // Chunks the initial copy examines per step before looking at the connection again.
 constexpr int kInitialChunksPerStep = 8;
 // An initial-copy probe for holes covers at most this many chunks at once.
@@ -184,9 +188,16 @@ Status ShipSession::Handshake(bool* fatal) {
   // Where to start (docs/formats/replication.md, "Delta (mode 1)", the table).
   const uint64_t through = reply.durable_through;
   WritePath::JournalPosition pos = wp_.Position();
+  uint64_t unreadable_seq;
+  {
+    std::lock_guard<std::mutex> lock(shared_.mu);
+    unreadable_seq = shared_.unreadable_seq;
+  }
+  // A record that failed its checksum breaks the journal's run of seqs as surely as a
+  // reclaimed segment does: a stream that would have to ship it cannot start.
   auto continuous = [&] {
     return pos.mode == DiskMode::kJournaling && pos.first_seq <= through + 1 &&
-           through + 1 <= pos.next_seq;
+           through + 1 <= pos.next_seq && through >= unreadable_seq;
   };
   repl::Start start;
   switch (reply.state) {
@@ -215,8 +226,11 @@ Status ShipSession::Handshake(bool* fatal) {
     // The journal lost seqs the replica lacks without the bitmap recording their regions
     // (the replica is ahead of, or far behind, this journal): only a full compare is safe.
     BLOCKREP_RETURN_IF_ERROR(wp_.MarkAllForResync(
-        "the replica is at seq " + std::to_string(through) + " but the journal holds seqs " +
-        std::to_string(pos.first_seq) + " to " + std::to_string(pos.next_seq - 1)));
+        "the replica is at seq " + std::to_string(through) +
+        (through < unreadable_seq
+             ? " but the journal's record of seq " + std::to_string(unreadable_seq) + " is corrupt"
+             : " but the journal holds seqs " + std::to_string(pos.first_seq) + " to " +
+                   std::to_string(pos.next_seq - 1))));
   }
   if (start.mode != repl::StartMode::kDelta) {
     auto first = wp_.BeginResync(&covered_);
@@ -257,6 +271,7 @@ Status ShipSession::Handshake(bool* fatal) {
   tail_ = std::make_unique<JournalTail>(pos.journal_dir, pos.journal_id,
                                         [this](uint64_t s) { return wp_.IsVoided(s); });
   BLOCKREP_RETURN_IF_ERROR(tail_->Seek(start.first_seq));
+  first_seq_ = start.first_seq;
 
   LOG_INFO("disk %s: replicating to %s (%s): %s from seq %lu%s", name_.c_str(),
            options_.target.c_str(), conn_->peer_identity().c_str(), repl::StartModeName(start.mode),
@@ -267,6 +282,7 @@ Status ShipSession::Handshake(bool* fatal) {
     shared_.connected = true;
     shared_.failures = 0;
     shared_.acked_through = acked_through_;
+    shared_.covered_through = acked_through_;
     shared_.acked_known = true;
     shared_.replica_state = replica_state_;
     shared_.phase = sync_ == SyncKind::kInitial   ? Shipper::Phase::kInitialCopy
@@ -324,6 +340,7 @@ Status ShipSession::Serve() {
     BLOCKREP_RETURN_IF_ERROR(CloseBatch());
     BLOCKREP_RETURN_IF_ERROR(Reclaim(false));
     UpdateOldestUnacked();
+    UpdateCovered();
 
     const uint64_t now = MonotonicMs();
     if (now - last_send_ms_ >= static_cast<uint64_t>(repl::kKeepaliveMs)) {
@@ -414,6 +431,7 @@ Status ShipSession::HandleAck(const repl::Ack& ack) {
   }
   std::lock_guard<std::mutex> lock(shared_.mu);
   shared_.acked_through = acked_through_;
+  shared_.covered_through = std::max(shared_.covered_through, acked_through_);
   shared_.replica_state = replica_state_;
   if (finished) {
     shared_.phase = Shipper::Phase::kProtected;
@@ -462,10 +480,22 @@ void ShipSession::AddItem(const ItemHeader& h, const uint8_t* data) {
 
 Status ShipSession::CloseBatch() {
   if (!batch_open_ || batch_.empty()) return Status::Ok();
-  const uint64_t through = tail_->next_seq() - 1;
+  // The reader starts at its segment's first record: until it has passed START's first
+  // seq, that seq - 1 is what the stream covers (a through below it would move the target's
+  // durable point back).
+  const uint64_t through = std::max(tail_->next_seq(), first_seq_) - 1;
   const uint64_t raw = batch_.raw_bytes();
-  auto payload = batch_.Finish(through, options_.zstd_level);
+  // Data that does not compress (already compressed, encrypted, random) costs zstd time for
+  // nothing: after a batch that shrank by less than kMinCompressionGain, the next
+  // kIncompressibleSkip batches go out raw, then zstd tries again.
+  const bool try_zstd = options_.zstd_level > 0 && skip_compression_ == 0;
+  if (skip_compression_ > 0) --skip_compression_;
+  auto payload = batch_.Finish(through, try_zstd ? options_.zstd_level : 0);
   if (!payload.ok()) return payload.status();
+  if (try_zstd && raw >= 64 * 1024 &&
+      static_cast<double>(payload->size()) > static_cast<double>(raw) * (1.0 - kMinCompressionGain)) {
+    skip_compression_ = kIncompressibleSkip;
+  }
   SendFrame(MsgType::kBatch, payload.value());
   unacked_.push_back({next_batch_, raw, through, batch_oldest_ns_});
   unacked_bytes_ += raw;
@@ -499,7 +529,17 @@ Status ShipSession::ShipRecords(uint64_t below, bool wait) {
     JournalTail::Record rec;
     auto got = tail_->Next(limit, &rec);
     if (!got.ok()) {
+      if (got.status().code() == Status::Code::kCorruption &&
+          wp_.Position().mode != DiskMode::kJournaling) {
+        // The switch to the bitmap deleted the journal under the reader: not corruption.
+        return Status::Aborted("disk " + name_ + " left journaling (" + wp_.State().reason +
+                               "); a resync follows");
+      }
       if (got.status().code() == Status::Code::kCorruption) {
+        {
+          std::lock_guard<std::mutex> lock(shared_.mu);
+          shared_.unreadable_seq = std::max(shared_.unreadable_seq, tail_->next_seq());
+        }
         // Never ship what does not verify: compare every block with the replica instead.
         LOG_ERROR("disk %s: %s; the record is not shipped, and a resync compares the disk with "
                   "its replica", name_.c_str(), got.status().message().c_str());
@@ -910,6 +950,15 @@ Status ShipSession::Reclaim(bool force) {
               FormatBytes(freed.value()).c_str(), static_cast<unsigned long>(acked_through_));
   }
   return Status::Ok();
+}
+
+void ShipSession::UpdateCovered() {
+  if (!unacked_.empty() || batch_open_ || sync_ != SyncKind::kNone) return;
+  const uint64_t covered = std::max(acked_through_, tail_->next_seq() - 1);
+  std::lock_guard<std::mutex> lock(shared_.mu);
+  if (covered <= shared_.covered_through) return;
+  shared_.covered_through = covered;
+  shared_.cv.notify_all();
 }
 
 void ShipSession::UpdateOldestUnacked() {

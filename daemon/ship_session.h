@@ -58,6 +58,13 @@ struct Shipper::Shared {
   bool connected = false;
   repl::ReplicaState replica_state = repl::ReplicaState::kNew;
   uint64_t acked_through = 0;   // durable on the target
+  // Every seq up to it is durable on the target or has nothing to ship (a marker the
+  // stream skips): what Drain waits for, since a flush checkpoint after the last write
+  // is never in a batch and so never acknowledged by itself.
+  uint64_t covered_through = 0;
+  // The latest seq whose journal record was found corrupt (0: none): no stream may start
+  // at or before it, so the next one is a new resync with records from after it.
+  uint64_t unreadable_seq = 0;
   bool acked_known = false;
   uint64_t oldest_unacked_ns = 0;  // write time of the oldest write not durable there; 0: none
   uint64_t sync_done_bytes = 0;
@@ -129,6 +136,9 @@ class ShipSession {
   // ---- housekeeping -------------------------------------------------------------------
   Status Reclaim(bool force);
   void UpdateOldestUnacked();
+  // With every batch acknowledged and none open, every seq the reader has passed is
+  // covered (Shared::covered_through).
+  void UpdateCovered();
   bool StopRequested();
 
   ProtectedDisk& disk_;
@@ -146,10 +156,12 @@ class ShipSession {
 
   // Stream state.
   std::unique_ptr<JournalTail> tail_;
+  uint64_t first_seq_ = 1;  // START's first seq: every seq below it is covered
   repl::BatchBuilder batch_;
   bool batch_open_ = false;
   uint64_t batch_oldest_ns_ = 0;  // write time of the batch's first record
   uint64_t next_batch_ = 1;
+  int skip_compression_ = 0;  // batches to send raw (incompressible data lately)
   struct Unacked {
     uint64_t batch;
     uint64_t raw_bytes;

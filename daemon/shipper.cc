@@ -207,7 +207,7 @@ Result<nlohmann::json> Shipper::Drain(int timeout_ms) {
   const uint64_t want = below > 0 ? below - 1 : 0;
   std::unique_lock<std::mutex> lock(shared_->mu);
   auto done = [&] {
-    return shared_->acked_known && shared_->acked_through >= want &&
+    return shared_->acked_known && shared_->covered_through >= want &&
            shared_->replica_state == repl::ReplicaState::kInSync &&
            shared_->phase == Phase::kProtected && !wp.Position().resync_pending;
   };

@@ -276,53 +276,104 @@ Result<uint64_t> Replica::Append(journal::RecordKind kind, uint16_t flags, uint6
                                  journal::MarkerType marker, uint64_t timestamp_ns) {
   auto slot = journal_->Reserve(payload_bytes);
   if (!slot.ok()) return slot.status();
+  Appended& a = appended_.emplace_back();
+  a.slot = std::move(slot).value();
+  if (kind == journal::RecordKind::kMarker) {
+    a.body.assign(reinterpret_cast<const char*>(payload), payload_bytes);
+    payload = reinterpret_cast<const uint8_t*>(a.body.data());
+  }
+  a.payload = payload;
+  a.payload_bytes = payload_bytes;
   journal::RecordHeader h;
   h.kind = kind;
   h.flags = flags;
-  h.seq = slot->seq;
+  h.seq = a.slot.seq;
   h.offset = offset;
   h.length = length;
   h.payload_bytes = payload_bytes;
   h.marker = marker;
   h.timestamp_ns = timestamp_ns;
-  h.lowest_pending_seq = slot->lowest_pending;
-  uint8_t header[journal::kRecordHeaderBytes];
-  journal::EncodeRecord(journal_id_, h, payload, header);
-  iovec iov[3];
-  int n = 0;
-  iov[n++] = {header, sizeof(header)};
-  if (payload_bytes > 0) iov[n++] = {const_cast<uint8_t*>(payload), payload_bytes};
-  const uint64_t total = journal::RecordBytes(payload_bytes);
-  const uint64_t pad = total - sizeof(header) - payload_bytes;
-  if (pad > 0) iov[n++] = {const_cast<uint8_t*>(kPad), pad};
-  uint64_t done = 0;
-  while (done < total) {
-    // Skip what an earlier short write already put there.
-    iovec rest[3];
-    int m = 0;
-    uint64_t skip = done;
-    for (int i = 0; i < n; ++i) {
-      if (skip >= iov[i].iov_len) {
-        skip -= iov[i].iov_len;
-        continue;
+  h.lowest_pending_seq = a.slot.lowest_pending;
+  journal::EncodeRecord(journal_id_, h, payload, a.header);
+  return a.slot.seq;
+}
+
+Status Replica::FlushAppends() {
+  Status result;
+  std::vector<iovec> iov;
+  while (!appended_.empty()) {
+    // A run: records back to back in one segment, at most IOV_MAX iovecs.
+    const JournalSegment* seg = appended_.front().slot.segment.get();
+    const uint64_t start = appended_.front().slot.file_offset;
+    uint64_t end = start;
+    size_t n = 0;
+    iov.clear();
+    while (n < appended_.size()) {
+      Appended& a = appended_[n];
+      if (a.slot.segment.get() != seg || a.slot.file_offset != end || iov.size() + 3 > IOV_MAX) break;
+      const uint64_t total = journal::RecordBytes(a.payload_bytes);
+      iov.push_back({a.header, sizeof(a.header)});
+      if (a.payload_bytes > 0) iov.push_back({const_cast<uint8_t*>(a.payload), a.payload_bytes});
+      const uint64_t pad = total - sizeof(a.header) - a.payload_bytes;
+      if (pad > 0) iov.push_back({const_cast<uint8_t*>(kPad), pad});
+      end += total;
+      ++n;
+    }
+    // pwritev with short writes continued where they stopped.
+    uint64_t done = 0;
+    size_t first = 0;
+    while (done < end - start) {
+      ssize_t w = ::pwritev(seg->fd.get(), iov.data() + first, static_cast<int>(iov.size() - first),
+                            static_cast<off_t>(start + done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        // The seqs are lost: the group fails and the session ends; a restart voids them.
+        result = Status::FromErrno(w < 0 ? errno : ENOSPC, "target journal: write " + seg->path);
+        break;
       }
-      rest[m++] = {static_cast<uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip};
-      skip = 0;
+      done += static_cast<uint64_t>(w);
+      size_t left = static_cast<size_t>(w);
+      while (first < iov.size() && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+      if (left > 0) {
+        iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + left;
+        iov[first].iov_len -= left;
+      }
     }
-    ssize_t w = ::pwritev(slot->segment->fd.get(), rest, m, static_cast<off_t>(slot->file_offset + done));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      // The seq is lost: the group fails and the session ends; a restart voids it.
-      return Status::FromErrno(w < 0 ? errno : ENOSPC, "target journal: write " + slot->segment->path);
+    if (!result.ok()) break;
+    for (size_t i = 0; i < n; ++i) {
+      journal_->MarkWritten(appended_.front().slot);
+      journal_->Complete(appended_.front().slot.seq);
+      appended_.pop_front();
     }
-    done += static_cast<uint64_t>(w);
   }
-  journal_->MarkWritten(*slot);
-  journal_->Complete(slot->seq);
-  return slot->seq;
+  if (!result.ok()) DropAppends();
+  return result;
+}
+
+void Replica::DropAppends() {
+  if (appended_.empty()) return;
+  // Reserved seqs never written would read as a hole in the journal: a void marker says
+  // they were given up (docs/formats/journal.md). Best effort: if even that fails, the
+  // journal's next scan reports the hole and the replica needs an operator.
+  std::vector<uint64_t> seqs;
+  for (const Appended& a : appended_) {
+    seqs.push_back(a.slot.seq);
+    journal_->Complete(a.slot.seq);
+  }
+  appended_.clear();
+  for (size_t i = 0; i < seqs.size(); i += journal::kMaxVoidSeqs) {
+    const size_t n = std::min<size_t>(journal::kMaxVoidSeqs, seqs.size() - i);
+    std::vector<uint64_t> part(seqs.begin() + static_cast<long>(i), seqs.begin() + static_cast<long>(i + n));
+    auto st = journal_->AppendMarkerSync(journal::MarkerType::kVoid, journal::EncodeVoidBody(part));
+    if (!st.ok()) {
+      LOG_ERROR("replica %s: voiding %zu unwritten journal record(s): %s", config_.name.c_str(),
+                part.size(), st.status().ToString().c_str());
+    }
+  }
 }
 
 Status Replica::SyncJournal() {
+  BLOCKREP_RETURN_IF_ERROR(FlushAppends());
   auto dirty = journal_->TakeDirty();
   for (const auto& seg : dirty) {
     if (::fdatasync(seg->fd.get()) != 0) {
@@ -653,6 +704,20 @@ Status Replica::Item(const repl::ItemHeader& h, const uint8_t* data, bool* commi
     replies_.emplace_back(repl::MsgType::kVerifyHashes, repl::EncodeVerifyHashes(v));
     return Status::Ok();
   }
+  if (h.type == ItemType::kHashRequest) {
+    if (!resync) return bad("hash requests belong to a resync");
+    // The image is the state the resync began from: it does not change until SYNC_END.
+    BLOCKREP_RETURN_IF_ERROR(HashChunk(h.offset, h.length, &scratch_hashes_));
+    const uint64_t mine = repl::ChunkHash(scratch_hashes_.data(), scratch_hashes_.size());
+    const uint64_t theirs = Get64(data);
+    repl::Hashes out;
+    out.chunk_offset = h.offset;
+    out.chunk_length = static_cast<uint32_t>(h.length);
+    out.equal = mine == theirs;
+    if (!out.equal) out.block_hashes = scratch_hashes_;
+    replies_.emplace_back(repl::MsgType::kHashes, repl::EncodeHashes(out));
+    return Status::Ok();  // changes nothing: no commit needed for it
+  }
   if (group_items_ == 0) group_first_seq_ = journal_->next_seq();
   ++group_items_;
   switch (h.type) {
@@ -694,22 +759,11 @@ Status Replica::Item(const repl::ItemHeader& h, const uint8_t* data, bool* commi
     }
     case ItemType::kSyncCursor:
       if (!initial && !resync) return bad("no sync is running");
-      sync_cursor_ = h.offset;
+      group_cursor_ = h.offset;
+      group_has_cursor_ = true;
       return Status::Ok();
-    case ItemType::kHashRequest: {
-      if (!resync) return bad("hash requests belong to a resync");
-      // The image is the state the resync began from: it does not change until SYNC_END.
-      BLOCKREP_RETURN_IF_ERROR(HashChunk(h.offset, h.length, &scratch_hashes_));
-      const uint64_t mine = repl::ChunkHash(scratch_hashes_.data(), scratch_hashes_.size());
-      const uint64_t theirs = Get64(data);
-      repl::Hashes out;
-      out.chunk_offset = h.offset;
-      out.chunk_length = static_cast<uint32_t>(h.length);
-      out.equal = mine == theirs;
-      if (!out.equal) out.block_hashes = scratch_hashes_;
-      replies_.emplace_back(repl::MsgType::kHashes, repl::EncodeHashes(out));
-      return Status::Ok();
-    }
+    case ItemType::kHashRequest:
+      break;  // handled above
     case ItemType::kSyncEnd:
       if (!initial && !resync) return bad("no sync is running");
       sync_end_ = true;
@@ -727,17 +781,20 @@ Status Replica::Commit(uint64_t through, repl::ErrorCode* code) {
   auto fail = [&](Status s) {
     *code = CodeOf(s);
     // The group is lost (never acknowledged); the session ends and the source resends.
+    DropAppends();
     pending_.clear();
     group_items_ = 0;
     sync_end_ = false;
+    group_has_cursor_ = false;
     return s;
   };
   if (group_wrote_image_ && ::fdatasync(image_fd_.get()) != 0) {
     return fail(Status::FromErrno(errno, "fdatasync " + config_.image_path));
   }
+  const uint64_t cursor = group_has_cursor_ ? group_cursor_ : sync_cursor_;
   uint8_t body[kCommitBodyBytes] = {};
   Put64(body, through);
-  Put64(body + 8, sync_cursor_);
+  Put64(body + 8, cursor);
   Put64(body + 16, group_first_seq_);
   Put64(body + 24, static_cast<uint32_t>(state_));
   auto seq = Append(journal::RecordKind::kMarker, 0, 0, 0, body, sizeof(body), journal::MarkerType::kCommit, NowNs());
@@ -745,10 +802,25 @@ Status Replica::Commit(uint64_t through, repl::ErrorCode* code) {
   st = SyncJournal();
   if (!st.ok()) return fail(st);
   durable_through_ = through;
+  sync_cursor_ = cursor;
+  group_has_cursor_ = false;
+  if (unapplied_from_ != 0 && state_ == repl::ReplicaState::kInSync) {
+    // What an earlier commit made durable but could not apply comes first, in order.
+    uint64_t applied = 0;
+    st = Replay(unapplied_from_, group_first_seq_, &applied);
+    if (!st.ok()) return fail(st);
+    LOG_INFO("replica %s: applied %lu committed record(s) that an earlier commit could not",
+             config_.name.c_str(), static_cast<unsigned long>(applied));
+    unapplied_from_ = 0;
+  }
   // Durable: now apply, in stream order.
   for (const Pending& p : pending_) {
     st = ApplyToImage(p.kind, p.offset, p.length, p.data);
-    if (!st.ok()) return fail(st);
+    if (!st.ok()) {
+      // Durable, so the source will not send it again: the next commit applies it.
+      if (unapplied_from_ == 0) unapplied_from_ = applied_below_;
+      return fail(st);
+    }
   }
   pending_.clear();
   if (state_ != repl::ReplicaState::kResync) applied_below_ = journal_->next_seq();
@@ -779,6 +851,16 @@ Status Replica::Commit(uint64_t through, repl::ErrorCode* code) {
   }
   Publish();
   return Status::Ok();
+}
+
+void Replica::AbandonGroup() {
+  DropAppends();
+  pending_.clear();
+  replies_.clear();
+  group_items_ = 0;
+  group_wrote_image_ = false;
+  sync_end_ = false;
+  group_has_cursor_ = false;
 }
 
 std::vector<std::pair<repl::MsgType, std::vector<uint8_t>>> Replica::TakeReplies() {

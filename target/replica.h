@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -67,6 +68,9 @@ class Replica {
   std::vector<std::pair<repl::MsgType, std::vector<uint8_t>>> TakeReplies();
   // True when the group holds something to commit.
   bool group_open() const { return group_items_ > 0; }
+  // Forgets a group that will not be committed (its session ended): nothing of it was
+  // acknowledged, and the source sends it again.
+  void AbandonGroup();
 
   // Periodic: fdatasync the image, checkpoint, delete applied journal segments.
   Status Checkpoint();
@@ -84,10 +88,16 @@ class Replica {
   Status SaveState();
   Status OpenImage(bool create);
   Status OpenJournal(bool fresh);
-  // Appends a record to the target journal (synchronously; durable at the next Sync).
+  // Reserves and encodes a record of the target journal; its bytes are written by the next
+  // FlushAppends (payload must stay valid until then; a marker's body is copied).
   Result<uint64_t> Append(journal::RecordKind kind, uint16_t flags, uint64_t offset,
                           uint64_t length, const uint8_t* payload, uint32_t payload_bytes,
                           journal::MarkerType marker, uint64_t timestamp_ns);
+  // Writes every appended record: one pwritev per run of records that lie back to back in
+  // one segment (a batch of 4 KiB writes costs a handful of system calls, not one each).
+  Status FlushAppends();
+  // Gives up what was appended and not written (a failed group): void markers for the seqs.
+  void DropAppends();
   Status SyncJournal();
   // Applies one change to the image.
   Status ApplyToImage(journal::RecordKind kind, uint64_t offset, uint64_t length, const uint8_t* data);
@@ -126,15 +136,29 @@ class Replica {
     bool direct;  // initial copy: applied straight to the image
   };
   std::vector<Pending> pending_;  // to apply after the commit, in order
+  struct Appended {
+    JournalWriter::Slot slot;
+    uint8_t header[journal::kRecordHeaderBytes];
+    const uint8_t* payload;
+    uint32_t payload_bytes;
+    std::string body;  // a marker's body, owned here
+  };
+  std::deque<Appended> appended_;  // reserved and encoded, not yet written
   uint64_t group_first_seq_ = 0;
   uint32_t group_items_ = 0;
   bool group_wrote_image_ = false;
   bool sync_end_ = false;
+  uint64_t group_cursor_ = 0;     // a SYNC_CURSOR in the open group: durable at its commit
+  bool group_has_cursor_ = false;
   std::vector<std::pair<repl::MsgType, std::vector<uint8_t>>> replies_;
   std::vector<uint64_t> scratch_hashes_;
   std::vector<uint8_t> scratch_;
 
   uint64_t applied_below_ = 1;        // target seqs below this are in the image
+  // In sync: a committed group failed to reach the image (ENOSPC, EIO) from this target seq
+  // on (0: none). The next commit applies it from the journal first: it is durable and
+  // acknowledged-to-be, and the source will not send it again.
+  uint64_t unapplied_from_ = 0;
   uint64_t image_synced_below_ = 1;   // ... and the image was fdatasync'ed since
 
   mutable std::mutex status_mu_;

@@ -103,7 +103,10 @@ void ReplicaSession::Run() {
   } else if (replica_ != nullptr) {
     LOG_INFO("replica %s: session with %s ended", disk_.c_str(), conn_->peer().c_str());
   }
-  if (replica_ != nullptr) server_.Release(disk_, this);
+  if (replica_ != nullptr) {
+    replica_->AbandonGroup();  // what was not committed was not acknowledged either
+    server_.Release(disk_, this);
+  }
   conn_->Close();
 }
 

@@ -19,7 +19,7 @@ fio_args=(--rw=randwrite --bssplit=4k/60:16k/20:64k/15:1m/5 --size=192M --offset
 fio --name=load --ioengine=nbd --uri="$(uri vm1)" --iodepth=16 "${fio_args[@]}" \
     --do_verify=1 --time_based --runtime="$seconds" > "$T/fio.out" 2>&1 ||
   { cat "$T/fio.out"; fail "fio against blockrep-source failed"; }
-written=$(awk -F';' '{w += $48} END {print w}' "$T/fio.out")  # KiB written
+written=$(awk -F';' '{w += $47} END {print w}' "$T/fio.out")  # KiB written (terse field 47)
 echo "fio wrote $((written / 1024)) MiB in ${seconds}s"
 [ "$written" -gt 0 ] || fail "fio wrote nothing"
 

@@ -142,14 +142,18 @@ _probe_uri() {
 # (on the first --nbd listener among ARGS, or on $PROBE_URI).
 # Without a --state-dir (or a --config) among ARGS, the state goes to $STATE (= $T/state),
 # never to the system default.
+# With SOURCE_NETNS set, the server runs in that network namespace (`ip netns exec`, which
+# execs it: SOURCE_PID is the server's own pid). Unix sockets are file system paths, so the
+# readiness probe and the CLI still reach it from here.
 STATE=$T/state
 start_source() {
   [ -x "$BLOCKREP_SOURCE" ] || fail "server binary $BLOCKREP_SOURCE is missing (make all)"
-  local uri sock deadline
+  local uri sock deadline netns=()
+  [ -z "${SOURCE_NETNS:-}" ] || netns=(ip netns exec "$SOURCE_NETNS")
   case " $* " in *" --state-dir "*|*" --state-dir="*|*" --config "*) ;; *) set -- "$@" --state-dir "$STATE" ;; esac
   uri=${PROBE_URI:-$(_probe_uri "$@")}  # PROBE_URI: when the listeners come from a config file
   [ -n "$uri" ] || fail "start_source: no --nbd unix:/tcp: argument to probe"
-  "$BLOCKREP_SOURCE" "$@" 2> "$SOURCE_LOG" &
+  "${netns[@]}" "$BLOCKREP_SOURCE" "$@" 2> "$SOURCE_LOG" &
   SOURCE_PID=$!
   deadline=$((SECONDS + READY_TIMEOUT))
   sock=""

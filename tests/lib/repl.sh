@@ -9,9 +9,12 @@
 #                          (the target), made by make_certs.sh; other-ca.crt and mallory.*
 #                          signed by another CA
 #   TSTATE                 the target's state directory ($T/target)
-#   TPORT                  a free TCP port for the target; TADDR=127.0.0.1:$TPORT
+#   TPORT                  a free TCP port for the target; TADDR=$TARGET_HOST:$TPORT
+#                          (TARGET_HOST: set it before sourcing; default 127.0.0.1)
 #   start_target [ARGS]    blockrep-target for disk(s) given with --disk NAME=site-a (default
-#                          vm1=site-a), waits until its control socket answers
+#                          vm1=site-a), waits until its control socket answers; with
+#                          TARGET_NETNS set, in that network namespace (as SOURCE_NETNS
+#                          does for start_source, common.sh)
 #   stop_target / kill9_target
 #   source_repl_args       the source's replication flags (--target, TLS, a fast retry unit)
 #   status_json DIR        `blockrep status --json --state-dir DIR`
@@ -28,7 +31,7 @@ TSTATE=$T/target
 TARGET_PID=""
 TARGET_LOG=$T/target.log
 TPORT=$(free_tcp_port)
-TADDR=127.0.0.1:$TPORT
+TADDR=${TARGET_HOST:-127.0.0.1}:$TPORT
 RETRY_UNIT=${RETRY_UNIT:-100ms}
 
 "$LIBDIR/make_certs.sh" "$CERTS" site-a site-b
@@ -60,9 +63,10 @@ trap '_stop_target_quietly; _cleanup' EXIT
 # start_target [ARGS...]: extra ARGS go to blockrep-target; without a --disk among them the
 # target takes vm1 from site-a. Appends to $TARGET_LOG.
 start_target() {
-  local args=("$@") deadline
+  local args=("$@") deadline netns=()
+  [ -z "${TARGET_NETNS:-}" ] || netns=(ip netns exec "$TARGET_NETNS")
   case " $* " in *" --disk "*) ;; *) args+=(--disk vm1=site-a) ;; esac
-  "$REPO/build/blockrep-target" --listen "$TADDR" --state-dir "$TSTATE" \
+  "${netns[@]}" "$REPO/build/blockrep-target" --listen "$TADDR" --state-dir "$TSTATE" \
     --tls-cert "$CERTS/site-b.crt" --tls-key "$CERTS/site-b.key" --tls-ca "$CERTS/ca.crt" \
     "${args[@]}" 2>> "$TARGET_LOG" &
   TARGET_PID=$!
