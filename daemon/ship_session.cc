@@ -189,9 +189,11 @@ Status ShipSession::Handshake(bool* fatal) {
   const uint64_t through = reply.durable_through;
   WritePath::JournalPosition pos = wp_.Position();
   uint64_t unreadable_seq;
+  bool fresh_resync;
   {
     std::lock_guard<std::mutex> lock(shared_.mu);
     unreadable_seq = shared_.unreadable_seq;
+    fresh_resync = shared_.fresh_resync;
   }
   // A record that failed its checksum breaks the journal's run of seqs as surely as a
   // reclaimed segment does: a stream that would have to ship it cannot start.
@@ -213,8 +215,8 @@ Status ShipSession::Handshake(bool* fatal) {
       }
       break;
     case repl::ReplicaState::kResync:
-      start.mode = continuous() && state.resyncing ? repl::StartMode::kResyncResume
-                                                   : repl::StartMode::kResync;
+      start.mode = continuous() && state.resyncing && !fresh_resync ? repl::StartMode::kResyncResume
+                                                                    : repl::StartMode::kResync;
       break;
     case repl::ReplicaState::kInSync:
       start.mode = continuous() && !pos.resync_pending ? repl::StartMode::kDelta
@@ -267,6 +269,10 @@ Status ShipSession::Handshake(bool* fatal) {
   BLOCKREP_RETURN_IF_ERROR(repl::DecodeAck(payload.data(), payload.size(), &ack));
   acked_through_ = reclaimed_through_ = ack.durable_through;
   replica_state_ = ack.state;
+  if (fresh_resync && start.mode == repl::StartMode::kResync) {
+    std::lock_guard<std::mutex> lock(shared_.mu);
+    shared_.fresh_resync = false;
+  }
 
   tail_ = std::make_unique<JournalTail>(pos.journal_dir, pos.journal_id,
                                         [this](uint64_t s) { return wp_.IsVoided(s); });

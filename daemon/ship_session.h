@@ -65,6 +65,9 @@ struct Shipper::Shared {
   // The latest seq whose journal record was found corrupt (0: none): no stream may start
   // at or before it, so the next one is a new resync with records from after it.
   uint64_t unreadable_seq = 0;
+  // An operator asked for a resync (every block marked): the next session starts a new one
+  // rather than resuming an unfinished one, whose cursor would skip the blocks below it.
+  bool fresh_resync = false;
   bool acked_known = false;
   uint64_t oldest_unacked_ns = 0;  // write time of the oldest write not durable there; 0: none
   uint64_t sync_done_bytes = 0;

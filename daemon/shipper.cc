@@ -193,6 +193,7 @@ Status Shipper::Resync() {
   BLOCKREP_RETURN_IF_ERROR(disk_.write_path().MarkAllForResync("an operator asked for a resync"));
   std::lock_guard<std::mutex> lock(shared_->mu);
   shared_->resync_requested = true;
+  shared_->fresh_resync = true;
   shared_->cv.notify_all();
   return Status::Ok();
 }
