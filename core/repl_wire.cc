@@ -582,18 +582,25 @@ Status DecodeError(const uint8_t* p, size_t n, Error* m) {
 
 void BatchBuilder::Reset(uint64_t batch_number) {
   batch_ = batch_number;
-  raw_.clear();
+  if (raw_.capacity() < kPrefixBytes && spare_.capacity() > raw_.capacity()) raw_.swap(spare_);
+  raw_.resize(kPrefixBytes);
   items_ = 0;
+}
+
+void BatchBuilder::Recycle(std::vector<uint8_t>&& spare) {
+  if (spare.capacity() > spare_.capacity()) spare_.swap(spare);
+  spare.clear();
 }
 
 bool BatchBuilder::Fits(uint32_t data_bytes) const {
   return items_ < kMaxBatchItems &&
-         raw_.size() + kItemHeaderBytes + data_bytes <= kMaxBatchRawBytes;
+         raw_bytes() + kItemHeaderBytes + data_bytes <= kMaxBatchRawBytes;
 }
 
 void BatchBuilder::Add(const ItemHeader& h, const uint8_t* data) {
   BLOCKREP_CHECK(Fits(h.data_bytes));
   BLOCKREP_CHECK(h.data_bytes == 0 || data != nullptr);
+  BLOCKREP_CHECK(raw_.size() >= kPrefixBytes);
   const size_t at = raw_.size();
   raw_.resize(at + kItemHeaderBytes + h.data_bytes);
   EncodeItemHeader(h, raw_.data() + at);
@@ -601,43 +608,69 @@ void BatchBuilder::Add(const ItemHeader& h, const uint8_t* data) {
   ++items_;
 }
 
+Result<bool> BatchBuilder::Compress(int zstd_level, std::vector<uint8_t>* z) const {
+  if (zstd_level <= 0 || raw_bytes() == 0) return false;
+  ZSTD_CCtx* cctx = ThreadCctx();
+  if (cctx == nullptr) {
+    return Status::IoError("BATCH " + std::to_string(batch_) +
+                           ": cannot create a zstd compression context (out of memory)");
+  }
+  z->resize(ZSTD_compressBound(raw_bytes()));
+  const size_t n = ZSTD_compressCCtx(cctx, z->data(), z->size(), raw_.data() + kPrefixBytes,
+                                     raw_bytes(), zstd_level);
+  if (ZSTD_isError(n)) {
+    return Status::IoError("BATCH " + std::to_string(batch_) + ": zstd level " +
+                           std::to_string(zstd_level) + " on " + std::to_string(raw_bytes()) +
+                           " bytes failed: " + ZSTD_getErrorName(n));
+  }
+  if (n >= raw_bytes()) return false;
+  z->resize(n);
+  return true;
+}
+
+void BatchBuilder::EncodeBatchHeader(uint64_t through_seq, uint32_t codec, uint8_t* out) const {
+  StoreLe64(out, batch_);
+  StoreLe64(out + 8, through_seq);
+  StoreLe32(out + 16, codec);
+  StoreLe32(out + 20, static_cast<uint32_t>(raw_bytes()));
+  StoreLe32(out + 24, items_);
+  StoreLe32(out + 28, 0);  // reserved
+}
+
 Result<std::vector<uint8_t>> BatchBuilder::Finish(uint64_t through_seq, int zstd_level) {
-  std::vector<uint8_t> out;
-  uint32_t codec = kCodecNone;
-  if (zstd_level > 0 && !raw_.empty()) {
-    ZSTD_CCtx* cctx = ThreadCctx();
-    if (cctx == nullptr) {
-      return Status::IoError("BATCH " + std::to_string(batch_) +
-                             ": cannot create a zstd compression context (out of memory)");
-    }
-    std::vector<uint8_t> frame(ZSTD_compressBound(raw_.size()));
-    const size_t z =
-        ZSTD_compressCCtx(cctx, frame.data(), frame.size(), raw_.data(), raw_.size(), zstd_level);
-    if (ZSTD_isError(z)) {
-      return Status::IoError("BATCH " + std::to_string(batch_) + ": zstd level " +
-                             std::to_string(zstd_level) + " on " + std::to_string(raw_.size()) +
-                             " bytes failed: " + ZSTD_getErrorName(z));
-    }
-    if (z < raw_.size()) {
-      // Copied into a payload of its own size: the caller may hold it until it is acknowledged.
-      codec = kCodecZstd;
-      out.reserve(kBatchHeaderBytes + z);
-      out.resize(kBatchHeaderBytes);
-      out.insert(out.end(), frame.begin(), frame.begin() + z);
-    }
+  thread_local std::vector<uint8_t> z;
+  auto compressed = Compress(zstd_level, &z);
+  if (!compressed.ok()) return compressed.status();
+  // Copied into a payload of its own size: the caller may hold it until it is acknowledged.
+  std::vector<uint8_t> out(kBatchHeaderBytes);
+  if (compressed.value()) {
+    out.insert(out.end(), z.begin(), z.end());
+  } else {  // level 0, or zstd could not shrink the items
+    out.insert(out.end(), raw_.begin() + kPrefixBytes, raw_.end());
   }
-  if (codec == kCodecNone) {  // level 0, or zstd could not shrink the items
-    out.reserve(kBatchHeaderBytes + raw_.size());
-    out.resize(kBatchHeaderBytes);
-    out.insert(out.end(), raw_.begin(), raw_.end());
-  }
-  StoreLe64(out.data(), batch_);
-  StoreLe64(out.data() + 8, through_seq);
-  StoreLe32(out.data() + 16, codec);
-  StoreLe32(out.data() + 20, static_cast<uint32_t>(raw_.size()));
-  StoreLe32(out.data() + 24, items_);
-  StoreLe32(out.data() + 28, 0);  // reserved
+  EncodeBatchHeader(through_seq, compressed.value() ? kCodecZstd : kCodecNone, out.data());
   return out;
+}
+
+Status BatchBuilder::FinishFrame(uint64_t through_seq, int zstd_level, std::vector<uint8_t>* frame) {
+  thread_local std::vector<uint8_t> z;
+  auto compressed = Compress(zstd_level, &z);
+  if (!compressed.ok()) return compressed.status();
+  if (compressed.value()) {
+    frame->resize(kPrefixBytes + z.size());
+    std::memcpy(frame->data() + kPrefixBytes, z.data(), z.size());
+    EncodeBatchHeader(through_seq, kCodecZstd, frame->data() + kFrameHeaderBytes);
+    EncodeFrameHeader(MsgType::kBatch, static_cast<uint32_t>(kBatchHeaderBytes + z.size()), frame->data());
+    raw_.resize(kPrefixBytes);  // keeps its capacity for the next batch
+  } else {
+    EncodeBatchHeader(through_seq, kCodecNone, raw_.data() + kFrameHeaderBytes);
+    EncodeFrameHeader(MsgType::kBatch, static_cast<uint32_t>(kBatchHeaderBytes + raw_bytes()),
+                      raw_.data());
+    Recycle(std::move(*frame));
+    frame->swap(raw_);  // the items' buffer is the frame; raw_ is empty until Reset
+  }
+  items_ = 0;
+  return Status::Ok();
 }
 
 Status DecodeBatch(const uint8_t* p, size_t n, BatchHeader* h, std::vector<uint8_t>* raw) {

@@ -230,7 +230,7 @@ class BatchBuilder {
   // REQUIRES: h.data_bytes == the size of data; raw_bytes() + kItemHeaderBytes +
   // h.data_bytes <= kMaxBatchRawBytes; item_count() < kMaxBatchItems.
   void Add(const ItemHeader& h, const uint8_t* data);
-  size_t raw_bytes() const { return raw_.size(); }
+  size_t raw_bytes() const { return raw_.size() - kPrefixBytes; }
   uint32_t item_count() const { return items_; }
   bool empty() const { return items_ == 0; }
   // Room for an item with this much data?
@@ -238,10 +238,26 @@ class BatchBuilder {
   // The BATCH payload, header included. through_seq: see the spec. Fails only if zstd does
   // (out of memory). Leaves the builder as it was (Reset() starts the next batch).
   Result<std::vector<uint8_t>> Finish(uint64_t through_seq, int zstd_level);
+  // The same as a whole BATCH frame (frame header included) in *frame, built without
+  // copying the items when they go uncompressed: the items' buffer becomes the frame, and
+  // *frame's old buffer is kept to build the next batch in. Unlike Finish, it leaves the
+  // builder empty (Reset() starts the next batch).
+  Status FinishFrame(uint64_t through_seq, int zstd_level, std::vector<uint8_t>* frame);
+  // Gives the builder a spare buffer to build the next batch in (its capacity is what
+  // counts: the shipper hands back the buffers the connection is done with).
+  void Recycle(std::vector<uint8_t>&& spare);
 
  private:
+  // raw_ keeps room for a frame header and the batch header before the items, so that an
+  // uncompressed batch goes out as one buffer.
+  static constexpr size_t kPrefixBytes = kFrameHeaderBytes + kBatchHeaderBytes;
+  // Compresses the items into *z (reused); false when zstd could not shrink them.
+  Result<bool> Compress(int zstd_level, std::vector<uint8_t>* z) const;
+  void EncodeBatchHeader(uint64_t through_seq, uint32_t codec, uint8_t* out) const;
+
   uint64_t batch_ = 0;
-  std::vector<uint8_t> raw_;
+  std::vector<uint8_t> raw_ = std::vector<uint8_t>(kPrefixBytes);
+  std::vector<uint8_t> spare_;
   uint32_t items_ = 0;
 };
 

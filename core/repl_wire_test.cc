@@ -1381,5 +1381,38 @@ TEST(ReplWire, CorruptedMessagesNeverCrashDecoders) {
   }
 }
 
+// FinishFrame builds the same batch as Finish, as a whole frame, both raw and compressed,
+// and the builder goes on building batches in the buffers handed back to it.
+TEST(BatchBuilder, FinishFrameIsTheFrameOfFinishesPayload) {
+  for (int level : {0, 1}) {
+    SCOPED_TRACE(level);
+    BatchBuilder b;
+    std::vector<uint8_t> frame;
+    for (uint64_t n = 1; n <= 3; ++n) {
+      b.Reset(n);
+      std::vector<uint8_t> data(4096 * n, static_cast<uint8_t>('a' + n));
+      ItemHeader h;
+      h.type = ItemType::kWrite;
+      h.seq = n;
+      h.offset = 4096;
+      h.length = data.size();
+      h.data_bytes = static_cast<uint32_t>(data.size());
+      b.Add(h, data.data());
+      auto payload = b.Finish(n, level);
+      ASSERT_TRUE(payload.ok());
+      ASSERT_TRUE(b.FinishFrame(n, level, &frame).ok());
+      ASSERT_EQ(frame.size(), kFrameHeaderBytes + payload->size());
+      FrameHeader fh;
+      ASSERT_TRUE(DecodeFrameHeader(frame.data(), &fh).ok());
+      EXPECT_EQ(fh.type, MsgType::kBatch);
+      EXPECT_EQ(fh.payload_bytes, payload->size());
+      EXPECT_TRUE(std::equal(payload->begin(), payload->end(), frame.begin() + kFrameHeaderBytes));
+      EXPECT_TRUE(b.empty());
+      b.Recycle(std::vector<uint8_t>(std::move(frame)));
+      frame.clear();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace blockrep::repl

@@ -34,7 +34,10 @@ constexpr size_t kReadChunkBytes = 16 * 1024;
 constexpr size_t kReadBytesPerPumpMax = 4u << 20;
 // A buffer that is empty again keeps its allocation up to this size; a larger one (after a
 // 40 MiB frame) is given back, so an idle connection does not pin its largest frame's memory.
-constexpr size_t kIdleBufferBytesMax = 1u << 20;
+constexpr size_t kIdleBufferBytesMax = 8u << 20;
+// Plaintext encrypted at once, and ciphertext written to the socket at once: large enough
+// that a bulk transfer makes few system calls, small enough to keep the buffers small.
+constexpr size_t kCipherFlushBytes = 512u << 10;
 // Close() discards at most this much unread input before close(): a socket closed with
 // unread bytes sends RST, which can destroy our last alert or close_notify in flight.
 constexpr size_t kCloseDrainBytesMax = 4u << 20;
@@ -269,6 +272,11 @@ Result<std::unique_ptr<TlsConnection>> TlsConnection::Create(const TlsContext& c
   if (SSL_set_fd(ssl, conn->fd_.get()) != 1) {
     return Status::IoError("TLS with " + conn->peer_ + ": " + DrainErrorText());
   }
+  // Reads come straight from the socket (with read-ahead); records are written to memory and
+  // flushed by FlushCipher, many per system call.
+  conn->wbio_ = BIO_new(BIO_s_mem());
+  if (conn->wbio_ == nullptr) return Status::IoError("TLS with " + conn->peer_ + ": " + DrainErrorText());
+  SSL_set0_wbio(ssl, conn->wbio_);
   if (conn->client_) {
     SSL_set_connect_state(ssl);
   } else {
@@ -284,6 +292,11 @@ TlsConnection::~TlsConnection() {
 
 Status TlsConnection::Failure(int ssl_error, int saved_errno, const std::string& context) {
   error_ = Classify(ssl_error, saved_errno, context);
+  // An alert OpenSSL wrote about it (a refused certificate, say) tells the peer why: send it
+  // if the socket takes it now.
+  bool blocked;
+  Status st = FlushCipher(&blocked);
+  (void)st;
   return error_;
 }
 
@@ -340,13 +353,20 @@ Status TlsConnection::Handshake(int timeout_ms) {
     errno = 0;
     const int rc = SSL_do_handshake(ssl_);
     const int saved_errno = errno;
-    if (rc == 1) break;
-    const int err = SSL_get_error(ssl_, rc);
-    short events;
-    if (err == SSL_ERROR_WANT_READ) {
-      events = POLLIN;
-    } else if (err == SSL_ERROR_WANT_WRITE) {
-      events = POLLOUT;
+    const int err = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, rc);
+    // What the step wrote (our flight, or the alert of a refusal) goes out now.
+    bool blocked = false;
+    Status flushed = FlushCipher(&blocked);
+    if (rc == 1 && flushed.ok() && !blocked) break;
+    short events = 0;
+    if (rc == 1 || err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      if (!flushed.ok()) {
+        error_ = Status::IoError(context + ": " + flushed.message());
+        return error_;
+      }
+      if (rc != 1) events |= POLLIN;
+      if (blocked) events |= POLLOUT;
+      if (events == 0) events = POLLIN;
     } else {
       return Failure(err, saved_errno, context);
     }
@@ -366,6 +386,14 @@ Status TlsConnection::Handshake(int timeout_ms) {
       return error_;
     }
     // Readable, writable, or an error/hangup: SSL_do_handshake finds out which.
+    if (rc == 1) {  // done but for our last flight: send the rest
+      Status st = FlushCipher(&blocked);
+      if (!st.ok()) {
+        error_ = Status::IoError(context + ": " + st.message());
+        return error_;
+      }
+      if (!blocked) break;
+    }
   }
 
   // SSL_VERIFY_PEER has already failed the handshake for a missing or unverified
@@ -386,6 +414,9 @@ Status TlsConnection::Handshake(int timeout_ms) {
     // Close cleanly (best effort): OpenSSL has no call to send an alert of our choosing.
     ERR_clear_error();
     SSL_shutdown(ssl_);
+    bool blocked;
+    Status st = FlushCipher(&blocked);
+    (void)st;
     return error_;
   }
   handshake_done_ = true;
@@ -393,6 +424,17 @@ Status TlsConnection::Handshake(int timeout_ms) {
   // flight and wait, undecrypted, in OpenSSL's buffer.
   records_may_wait_ = true;
   return Status::Ok();
+}
+
+void TlsConnection::Queue(std::vector<uint8_t>&& bytes) {
+  if (queued_bytes() == 0) {
+    out_.clear();
+    out_pos_ = 0;
+    out_.swap(bytes);  // bytes gets the old (empty) buffer back, capacity and all
+    return;
+  }
+  Queue(bytes.data(), bytes.size());
+  bytes.clear();
 }
 
 void TlsConnection::Queue(const uint8_t* data, size_t n) {
@@ -416,29 +458,76 @@ void TlsConnection::Consume(size_t n) {
   }
 }
 
+size_t TlsConnection::CipherPending() const {
+  return cipher_.size() - cipher_pos_ + (wbio_ != nullptr ? BIO_ctrl_pending(wbio_) : 0);
+}
+
+Status TlsConnection::FlushCipher(bool* blocked) {
+  *blocked = false;
+  while (true) {
+    if (cipher_pos_ == cipher_.size()) {
+      const size_t pending = BIO_ctrl_pending(wbio_);
+      if (pending == 0) {
+        cipher_.clear();
+        cipher_pos_ = 0;
+        if (cipher_.capacity() > kIdleBufferBytesMax) std::vector<uint8_t>().swap(cipher_);
+        return Status::Ok();
+      }
+      cipher_.resize(std::min(pending, kCipherFlushBytes));
+      const int n = BIO_read(wbio_, cipher_.data(), static_cast<int>(cipher_.size()));
+      if (n <= 0) return Status::IoError("TLS with " + peer_ + ": reading its memory BIO");
+      cipher_.resize(static_cast<size_t>(n));
+      cipher_pos_ = 0;
+    }
+    const ssize_t w = send(fd_.get(), cipher_.data() + cipher_pos_, cipher_.size() - cipher_pos_,
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        *blocked = true;
+        return Status::Ok();
+      }
+      return Status::FromErrno(errno, "TLS with " + peer_ + ": send");
+    }
+    cipher_pos_ += static_cast<size_t>(w);
+  }
+}
+
 Status TlsConnection::WriteQueued() {
   write_wants_read_ = false;
-  while (out_pos_ < out_.size()) {
+  while (true) {
+    // Ciphertext first: nothing more is encrypted while the socket cannot take what is made.
+    bool blocked = false;
+    Status st = FlushCipher(&blocked);
+    if (!st.ok()) {
+      error_ = st;
+      return error_;
+    }
+    if (blocked || out_pos_ == out_.size()) break;
+    // One slice at a time keeps the memory BIO small.
     size_t written = 0;
     ERR_clear_error();
     errno = 0;
-    const int rc = SSL_write_ex(ssl_, out_.data() + out_pos_, out_.size() - out_pos_, &written);
+    const int rc = SSL_write_ex(ssl_, out_.data() + out_pos_,
+                                std::min(out_.size() - out_pos_, kCipherFlushBytes), &written);
     const int saved_errno = errno;
     if (rc == 1) {
       out_pos_ += written;
       continue;
     }
     const int err = SSL_get_error(ssl_, rc);
-    if (err == SSL_ERROR_WANT_WRITE) return Status::Ok();
+    if (err == SSL_ERROR_WANT_WRITE) break;
     if (err == SSL_ERROR_WANT_READ) {
       write_wants_read_ = true;
-      return Status::Ok();
+      break;
     }
     return Failure(err, saved_errno, "TLS with " + peer_);
   }
-  out_.clear();
-  out_pos_ = 0;
-  if (out_.capacity() > kIdleBufferBytesMax) std::vector<uint8_t>().swap(out_);
+  if (out_pos_ == out_.size()) {
+    out_.clear();
+    out_pos_ = 0;
+    if (out_.capacity() > kIdleBufferBytesMax) std::vector<uint8_t>().swap(out_);
+  }
   return Status::Ok();
 }
 
@@ -529,6 +618,9 @@ void TlsConnection::Close() {
   if (handshake_done_ && error_.ok()) {
     ERR_clear_error();
     SSL_shutdown(ssl_);
+    bool blocked;
+    Status st = FlushCipher(&blocked);  // close_notify, and what was left of the last writes
+    (void)st;
   }
   ERR_clear_error();
   uint8_t buf[64 * 1024];

@@ -80,7 +80,12 @@ class TlsConnection {
   // Queues bytes to send (copied). Nothing is sent until Pump().
   void Queue(const uint8_t* data, size_t n);
   void Queue(const std::vector<uint8_t>& bytes) { Queue(bytes.data(), bytes.size()); }
-  size_t queued_bytes() const { return out_.size() - out_pos_; }
+  // Queues a whole buffer without copying it when nothing else is queued (the buffer is
+  // taken over); either way `bytes` is left empty, holding a spare buffer the caller may
+  // reuse (its capacity is kept).
+  void Queue(std::vector<uint8_t>&& bytes);
+  // Bytes not yet handed to the socket: plaintext queued, and ciphertext made but unsent.
+  size_t queued_bytes() const { return out_.size() - out_pos_ + CipherPending(); }
 
   // Waits at most timeout_ms (0: do not wait; -1: forever) for the socket to become
   // readable, or writable while bytes are queued; then writes what it can and reads what
@@ -106,6 +111,11 @@ class TlsConnection {
       : ssl_(ssl), fd_(std::move(fd)), peer_(std::move(peer)), client_(client) {}
   Status WriteQueued();
   Status ReadAvailable(size_t* received);
+  // Writes the ciphertext OpenSSL made (it writes into a memory BIO, so that many records go
+  // out in one write(2) rather than one system call per 16 KiB record) to the socket, as far
+  // as the socket takes it. *blocked: the socket is full.
+  Status FlushCipher(bool* blocked);
+  size_t CipherPending() const;
   // The Status for a failed SSL call (SSL_get_error code, errno right after the call),
   // recorded in error_. context: "TLS handshake with PEER" or "TLS with PEER".
   Status Failure(int ssl_error, int saved_errno, const std::string& context);
@@ -130,6 +140,9 @@ class TlsConnection {
   // with the handshake's last flight, or left when ReadAvailable stopped at its cap): poll()
   // cannot see them and SSL_pending() does not count them, so the next Pump reads first.
   bool records_may_wait_ = false;
+  BIO* wbio_ = nullptr;             // memory BIO OpenSSL writes records to (owned by ssl_)
+  std::vector<uint8_t> cipher_;     // ciphertext taken from wbio_, not yet written
+  size_t cipher_pos_ = 0;
 };
 
 // TCP: connect to "HOST:PORT" (a name, an IPv4 address, or [IPv6]) within timeout_ms (-1: no

@@ -357,10 +357,15 @@ Status ShipSession::Serve() {
                              std::to_string(repl::kPeerTimeoutMs / 1000) + " s");
     }
     if (!progressed) {
-      // Nothing to do: wait a little for the socket, then for new records.
-      BLOCKREP_RETURN_IF_ERROR(PumpAndHandle(kIdleWaitMs));
-      if (wp_.WaitForLowestPending(tail_->next_seq(), kIdleWaitMs) == 0) {
-        return Status::Ok();  // the disk left journaling: a resync is needed; start over
+      if (WindowFull() || sync_ != SyncKind::kNone) {
+        // Waiting for the target (acknowledgements, hashes): the socket wakes us.
+        BLOCKREP_RETURN_IF_ERROR(PumpAndHandle(kIdleWaitMs));
+      } else {
+        // Nothing to do: wait a little for the socket, then for new records.
+        BLOCKREP_RETURN_IF_ERROR(PumpAndHandle(0));
+        if (wp_.WaitForLowestPending(tail_->next_seq(), kIdleWaitMs) == 0) {
+          return Status::Ok();  // the disk left journaling: a resync is needed; start over
+        }
       }
     }
   }
@@ -496,20 +501,28 @@ Status ShipSession::CloseBatch() {
   // kIncompressibleSkip batches go out raw, then zstd tries again.
   const bool try_zstd = options_.zstd_level > 0 && skip_compression_ == 0;
   if (skip_compression_ > 0) --skip_compression_;
-  auto payload = batch_.Finish(through, try_zstd ? options_.zstd_level : 0);
-  if (!payload.ok()) return payload.status();
+  // The batch goes out as one buffer handed to the connection (uncompressed, it is the very
+  // buffer the items were built in); the connection's spare buffer comes back for the next.
+  BLOCKREP_RETURN_IF_ERROR(batch_.FinishFrame(through, try_zstd ? options_.zstd_level : 0, &frame_));
+  const uint64_t wire = frame_.size();
   if (try_zstd && raw >= 64 * 1024 &&
-      static_cast<double>(payload->size()) > static_cast<double>(raw) * (1.0 - kMinCompressionGain)) {
+      static_cast<double>(wire) > static_cast<double>(raw) * (1.0 - kMinCompressionGain)) {
     skip_compression_ = kIncompressibleSkip;
   }
-  SendFrame(MsgType::kBatch, payload.value());
+  conn_->Queue(std::move(frame_));
+  batch_.Recycle(std::move(frame_));
+  last_send_ms_ = MonotonicMs();
+  {
+    std::lock_guard<std::mutex> lock(shared_.mu);
+    shared_.wire_bytes += wire;
+  }
   unacked_.push_back({next_batch_, raw, through, batch_oldest_ns_});
   unacked_bytes_ += raw;
   ++next_batch_;
   batch_open_ = false;
   if (options_.bandwidth_bytes_per_s > 0) {
     const uint64_t now = MonotonicMs();
-    const uint64_t cost_ms = payload->size() * 1000 / options_.bandwidth_bytes_per_s;
+    const uint64_t cost_ms = wire * 1000 / options_.bandwidth_bytes_per_s;
     next_send_allowed_ms_ = std::max(next_send_allowed_ms_, now) + cost_ms;
   }
   // The loop may stay in ShipRecords for long under load: sample the lag here too.
@@ -682,21 +695,20 @@ Status ShipSession::InitialStep() {
     return Status::Ok();
   }
   const uint64_t len = repl::ChunkLength(c, disk_bytes_);
-  std::vector<uint8_t> buf;
-  auto barrier = FencedRead(c, len, &buf);
+  auto barrier = FencedRead(c, len, &chunk_buf_);
   if (!barrier.ok()) return barrier.status();
   // Runs of blocks that are not all zero, each one SYNC_WRITE at the barrier.
   uint64_t sent = 0;
   for (uint64_t b = 0; b < len;) {
     const uint64_t bl = std::min(repl::kBlockBytes, len - b);
-    if (IsZero(buf.data() + b, bl)) {
+    if (IsZero(chunk_buf_.data() + b, bl)) {
       b += bl;
       continue;
     }
     uint64_t e = b + bl;
     while (e < len) {
       const uint64_t el = std::min(repl::kBlockBytes, len - e);
-      if (IsZero(buf.data() + e, el)) break;
+      if (IsZero(chunk_buf_.data() + e, el)) break;
       e += el;
     }
     ItemHeader w;
@@ -705,7 +717,7 @@ Status ShipSession::InitialStep() {
     w.offset = c + b;
     w.length = e - b;
     w.data_bytes = static_cast<uint32_t>(e - b);
-    AddItem(w, buf.data() + b);
+    AddItem(w, chunk_buf_.data() + b);
     sent += e - b;
     b = e;
   }
@@ -721,7 +733,6 @@ Status ShipSession::InitialStep() {
 }
 
 Status ShipSession::ResyncIssue() {
-  std::vector<uint8_t> buf;
   std::vector<uint64_t> hashes;
   while (chunks_.size() < repl::kMaxChunksInFlight && !WindowFull()) {
     const uint64_t c = NextDirtyChunk(sync_issue_);
@@ -730,9 +741,9 @@ Status ShipSession::ResyncIssue() {
       return Status::Ok();
     }
     const uint64_t len = repl::ChunkLength(c, disk_bytes_);
-    auto barrier = FencedRead(c, len, &buf);
+    auto barrier = FencedRead(c, len, &chunk_buf_);
     if (!barrier.ok()) return barrier.status();
-    repl::BlockHashes(buf.data(), len, &hashes);
+    repl::BlockHashes(chunk_buf_.data(), len, &hashes);
     const uint64_t chunk_hash = repl::ChunkHash(hashes.data(), hashes.size());
     uint8_t data[8];
     for (int i = 0; i < 8; ++i) data[i] = static_cast<uint8_t>(chunk_hash >> (8 * i));
@@ -771,16 +782,15 @@ Status ShipSession::HandleHashes(repl::Hashes h) {
 }
 
 Status ShipSession::ResyncFinishFront() {
-  std::vector<uint8_t> buf;
   std::vector<uint64_t> hashes;
   while (!chunks_.empty()) {
     Chunk& c = *chunks_.front();
     if (c.state == Chunk::State::kAwait) return Status::Ok();
     if (c.state == Chunk::State::kDiffer) {
       if (WindowFull()) return Status::Ok();
-      auto barrier = FencedRead(c.offset, c.length, &buf);
+      auto barrier = FencedRead(c.offset, c.length, &chunk_buf_);
       if (!barrier.ok()) return barrier.status();
-      repl::BlockHashes(buf.data(), c.length, &hashes);
+      repl::BlockHashes(chunk_buf_.data(), c.length, &hashes);
       if (hashes.size() != c.target_hashes.size()) {
         return Status::ProtocolError("HASHES for chunk at " + std::to_string(c.offset) +
                                      " has the wrong number of block hashes");
@@ -795,7 +805,7 @@ Status ShipSession::ResyncFinishFront() {
         const uint64_t start = b * repl::kBlockBytes;
         auto zero_at = [&](size_t i) {
           const uint64_t o = i * repl::kBlockBytes;
-          return IsZero(buf.data() + o, std::min(repl::kBlockBytes, c.length - o));
+          return IsZero(chunk_buf_.data() + o, std::min(repl::kBlockBytes, c.length - o));
         };
         const bool zero = zero_at(b);
         size_t e = b + 1;
@@ -807,7 +817,7 @@ Status ShipSession::ResyncFinishFront() {
         w.offset = c.offset + start;
         w.length = end - start;
         w.data_bytes = zero ? 0 : static_cast<uint32_t>(end - start);
-        AddItem(w, zero ? nullptr : buf.data() + start);
+        AddItem(w, zero ? nullptr : chunk_buf_.data() + start);
         if (!zero) sent += end - start;
         b = e;
       }
@@ -855,14 +865,13 @@ Status ShipSession::VerifyStep(bool* progressed) {
                                      "); verify once the copy or resync has finished"));
     return Status::Ok();
   }
-  std::vector<uint8_t> buf;
   while (verify_chunks_.size() < repl::kMaxChunksInFlight && verify_issue_ < disk_bytes_ &&
          !WindowFull()) {
     const uint64_t len = repl::ChunkLength(verify_issue_, disk_bytes_);
-    auto barrier = FencedRead(verify_issue_, len, &buf);
+    auto barrier = FencedRead(verify_issue_, len, &chunk_buf_);
     if (!barrier.ok()) return barrier.status();
     VerifyChunk vc{verify_issue_, len, {}};
-    repl::BlockHashes(buf.data(), len, &vc.hashes);
+    repl::BlockHashes(chunk_buf_.data(), len, &vc.hashes);
     ItemHeader req;
     req.type = ItemType::kVerifyRequest;
     req.offset = verify_issue_;

@@ -178,6 +178,8 @@ class ShipSession {
   uint64_t last_reclaim_ms_ = 0;
   uint64_t reclaimed_through_ = 0;
   std::vector<uint8_t> scratch_;
+  std::vector<uint8_t> chunk_buf_;  // one chunk read at a barrier (reused: no page faults)
+  std::vector<uint8_t> frame_;      // the next batch frame's buffer (recycled)
 
   // Sync state.
   SyncKind sync_ = SyncKind::kNone;

@@ -749,6 +749,12 @@ Status Replica::Item(const repl::ItemHeader& h, const uint8_t* data, bool* commi
       if (initial) {
         BLOCKREP_RETURN_IF_ERROR(ApplyToImage(kind, h.offset, h.length, data));
         group_wrote_image_ = true;
+        if (kind == journal::RecordKind::kWrite && !image_is_block_device_) {
+          // Start writing it back now, so that the commit's fdatasync finds little left to
+          // do: the copy's writeback overlaps with receiving the next data.
+          ::sync_file_range(image_fd_.get(), static_cast<off_t>(h.offset),
+                            static_cast<off_t>(h.length), SYNC_FILE_RANGE_WRITE);
+        }
         return Status::Ok();
       }
       auto seq = Append(kind, journal::kRecordFlagSync, h.offset, h.length, data, h.data_bytes,
