@@ -107,6 +107,7 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(JOBS) all
 	@bench/run.sh
+	@bench/replication.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system \

@@ -9,13 +9,13 @@
 #      sampled from `blockrep status` every 200 ms, and the daemon's own p99 (target: p99
 #      under 1 s);
 #   3. initial replication of a 1 GiB disk half full of data: time until the disk is
-#      protected, beside `nbdcopy` copying the same disk between two nbdkit file servers
-#      (target: no slower than nbdcopy);
+#      protected and drained, beside `nbdcopy` (with and without --flush) copying the same
+#      disk between two nbdkit file servers (target: no slower than nbdcopy);
 #   4. resync of a 1 GiB disk with 0.2% of its 4 KiB blocks changed: time and bytes sent,
 #      beside `rsync --inplace --no-whole-file --ignore-times` between the same two images (target: at
 #      least 4x faster; bytes within 1.1x of the changed bytes plus the hashes).
 #
-# Environment: BENCH_REPL_ROUNDS (rounds of row 1, median reported) [3], BENCH_SECONDS [10],
+# Environment: BENCH_REPL_ROUNDS (rounds of rows 1, 3 and 4; medians reported) [3], BENCH_SECONDS [10],
 # BENCH_RAMP [2], BENCH_RPO_SECONDS [30], BENCH_RPO_RATE [50m], TMPDIR [/var/tmp].
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,6 +104,7 @@ wait_nbd() {  # SOCKET: until an NBD server answers there
   for _ in $(seq 200); do nbdinfo "nbd+unix:///?socket=$1" > /dev/null 2>&1 && return 0; sleep 0.05; done
   die "no NBD server on $1"
 }
+median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 secs() { awk -v ns=$(($2 - $1)) 'BEGIN { printf "%.2f", ns / 1e9 }'; }
 
 echo "== replication benchmarks"
@@ -124,7 +125,7 @@ echo 1 > /proc/sys/vm/drop_caches 2> /dev/null || true
 cat "$work/a.img" "$work/k.img" > /dev/null
 SECTIONS=${BENCH_REPL_SECTIONS:-1 2 3 4}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
-ratio1=0 s99=0 ratio3=0 ratio4=0 sync_sent=0 changed=1
+ratio1=0 s99=0 ratio3=0 ratio3f=0 ratio4=0 sync_sent=0 changed=1
 
 # ---- 1. write path with replication on, beside nbdkit ---------------------------------------
 if want 1; then
@@ -156,7 +157,6 @@ for r in $(seq "$ROUNDS"); do
   echo "   round $r: blockrep (replicating) $b IOPS (RPO p99 ${p99} ms), nbdkit $k IOPS"
   b_iops+=("$b"); k_iops+=("$k")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 bm=$(median "${b_iops[@]}"); km=$(median "${k_iops[@]}")
 ratio1=$(awk -v b="$bm" -v k="$km" 'BEGIN { printf "%.2f", b / k }')
 echo "   median: blockrep-source replicating $bm IOPS, nbdkit $km IOPS: ratio $ratio1 (target >= 0.7)"
@@ -205,30 +205,47 @@ done
 sync
 echo 1 > /proc/sys/vm/drop_caches 2> /dev/null || true
 cat "$work/h.img" > /dev/null
-rm -f "$work/copy.img" "$work/k.sock" "$work/k2.sock"; truncate -s $GiB "$work/copy.img"
-nbdkit --foreground --unix "$work/k.sock" --exit-with-parent file "$work/h.img" 2>> "$work/nbdkit.log" &
-kpid=$!
-nbdkit --foreground --unix "$work/k2.sock" --exit-with-parent file "$work/copy.img" 2>> "$work/nbdkit.log" &
-kpid2=$!
-wait_nbd "$work/k.sock"
-wait_nbd "$work/k2.sock"
-t0=$(now)
-nbdcopy "nbd+unix:///?socket=$work/k.sock" "nbd+unix:///?socket=$work/k2.sock"
-t_nbdcopy=$(secs "$t0" "$(now)")
-stop kpid; stop kpid2
-cmp "$work/h.img" "$work/copy.img" || die "nbdcopy's copy differs"
-sync
-start_target
-t0=$(now)
-start_source "$work/h.img"
-wait_protected > /dev/null
-t_initial=$(secs "$t0" "$(now)")
-sent=$(field sync_bytes_sent)
-stop spid; stop tpid
-cmp "$work/h.img" "$work/target/replicas/vm1/replica.img" || die "the replica differs after the initial copy"
-alloc=$(( $(stat -c %b "$work/target/replicas/vm1/replica.img") * 512 / MiB ))
-ratio3=$(awk -v a="$t_initial" -v b="$t_nbdcopy" 'BEGIN { printf "%.2f", b / a }')
-echo "   blockrep initial replication: $t_initial s (sent $((sent / MiB)) MiB of data; replica allocates $alloc MiB); nbdcopy: $t_nbdcopy s; speed ratio $ratio3 (target >= 1.0)"
+t_plain=() t_flush=() t_init=()
+for r in $(seq "$ROUNDS"); do
+  for mode in plain flush; do
+    rm -f "$work/copy.img" "$work/k.sock" "$work/k2.sock"; truncate -s $GiB "$work/copy.img"
+    nbdkit --foreground --unix "$work/k.sock" --exit-with-parent file "$work/h.img" 2>> "$work/nbdkit.log" &
+    kpid=$!
+    nbdkit --foreground --unix "$work/k2.sock" --exit-with-parent file "$work/copy.img" 2>> "$work/nbdkit.log" &
+    kpid2=$!
+    wait_nbd "$work/k.sock"
+    wait_nbd "$work/k2.sock"
+    sync
+    flag=()
+    [ "$mode" = flush ] && flag=(--flush)
+    t0=$(now)
+    nbdcopy "${flag[@]}" "nbd+unix:///?socket=$work/k.sock" "nbd+unix:///?socket=$work/k2.sock"
+    t=$(secs "$t0" "$(now)")
+    stop kpid; stop kpid2
+    cmp "$work/h.img" "$work/copy.img" || die "nbdcopy's copy differs"
+    if [ "$mode" = flush ]; then t_flush+=("$t"); else t_plain+=("$t"); fi
+  done
+  rm -f "$work/copy.img"
+  sync
+  # blockrep: from the source's start until `blockrep drain` returns, which is when the
+  # replica is in sync and durable on the target.
+  start_target
+  t0=$(now)
+  start_source "$work/h.img"
+  "$CLI" drain vm1 --state-dir "$work/source" > /dev/null
+  t=$(secs "$t0" "$(now)")
+  [ "$(field state)" = protected ] || die "not protected after drain"
+  sent=$(field sync_bytes_sent)
+  stop spid; stop tpid
+  cmp "$work/h.img" "$work/target/replicas/vm1/replica.img" || die "the replica differs after the initial copy"
+  alloc=$(( $(stat -c %b "$work/target/replicas/vm1/replica.img") * 512 / MiB ))
+  t_init+=("$t")
+  echo "   round $r: blockrep initial replication $t s (sent $((sent / MiB)) MiB of data; replica allocates $alloc MiB); nbdcopy ${t_plain[-1]} s, nbdcopy --flush ${t_flush[-1]} s"
+done
+m_init=$(median "${t_init[@]}"); m_plain=$(median "${t_plain[@]}"); m_flush=$(median "${t_flush[@]}")
+ratio3=$(awk -v a="$m_init" -v b="$m_plain" 'BEGIN { printf "%.2f", b / a }')
+ratio3f=$(awk -v a="$m_init" -v b="$m_flush" 'BEGIN { printf "%.2f", b / a }')
+echo "   median: blockrep $m_init s; nbdcopy $m_plain s (speed ratio $ratio3), nbdcopy --flush $m_flush s (speed ratio $ratio3f); target >= 1.0"
 
 fi
 
@@ -242,47 +259,51 @@ wait_protected > /dev/null
 stop spid; stop tpid
 cp --sparse=never "$work/target/replicas/vm1/replica.img" "$work/old.img"
 changed_blocks=$(( GiB / 4096 * 2 / 1000 ))
-$PY - "$work/a.img" "$changed_blocks" <<'PY'
+changed=$((changed_blocks * 4096))
+echo "   changed per round: $changed_blocks random blocks, $changed bytes"
+t_res=() t_rs=() sync_sent_all=()
+for r in $(seq "$ROUNDS"); do
+  # The replica and rsync's old.img equal a.img here; change the same blocks of a.img
+  # for both.
+  $PY - "$work/a.img" "$changed_blocks" "$r" <<'PY'
 import os, random, sys
-path, n = sys.argv[1], int(sys.argv[2])
+path, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 blocks = os.path.getsize(path) // 4096
-rng = random.Random(4242)
+rng = random.Random(4242 + seed)
 with open(path, "r+b") as f:
     for b in rng.sample(range(blocks), n):
         f.seek(b * 4096)
         f.write(os.urandom(4096))
 PY
-sync
-changed=$((changed_blocks * 4096))
-start_target keep
-start_source "$work/a.img" keep
-wait_protected > /dev/null
-w0=$(field wire_bytes_sent)
-done0=$(field resyncs_completed)
-t0=$(now)
-"$CLI" resync vm1 --state-dir "$work/source" > /dev/null
-until [ "$(field resyncs_completed)" -gt "$done0" ]; do
-  [ $(( ($(now) - t0) / 1000000000 )) -lt 600 ] || die "the resync did not finish in 600 s"
-  sleep 0.01
+  sync
+  start_target keep
+  start_source "$work/a.img" keep
+  "$CLI" drain vm1 --state-dir "$work/source" > /dev/null
+  w0=$(field wire_bytes_sent)
+  s0=$(field sync_bytes_sent)
+  # Timed from the request to when `blockrep drain` returns: every block compared, the
+  # differing ones durable on the target.
+  t0=$(now)
+  "$CLI" resync vm1 --state-dir "$work/source" > /dev/null
+  "$CLI" drain vm1 --state-dir "$work/source" > /dev/null
+  t=$(secs "$t0" "$(now)")
+  w1=$(field wire_bytes_sent)
+  sync_sent=$(( $(field sync_bytes_sent) - s0 ))
+  stop spid; stop tpid
+  cmp "$work/a.img" "$work/target/replicas/vm1/replica.img" || die "the replica differs after the resync"
+  t0=$(now)
+  rsync --inplace --no-whole-file --ignore-times --stats "$work/a.img" "$work/old.img" > "$work/rsync.out"
+  t_rsync=$(secs "$t0" "$(now)")
+  cmp "$work/a.img" "$work/old.img" || die "rsync's copy differs"
+  literal=$(awk -F': ' '/Literal data/ { gsub(/[^0-9]/, "", $2); print $2 }' "$work/rsync.out")
+  rsync_sent=$(awk -F': ' '/Total bytes sent/ { gsub(/[^0-9]/, "", $2); print $2 }' "$work/rsync.out")
+  t_res+=("$t"); t_rs+=("$t_rsync"); sync_sent_all+=("$sync_sent")
+  echo "   round $r: blockrep resync $t s, sync data sent $sync_sent bytes ($(awk -v s="$sync_sent" -v c="$changed" 'BEGIN { printf "%.2f", s / c }')x the changed bytes), all frames to the target $((w1 - w0)) bytes; rsync $t_rsync s, literal data $literal bytes, sent $rsync_sent bytes"
 done
-t_resync=$(secs "$t0" "$(now)")
-w1=$(field wire_bytes_sent)
-sync_sent=$(field sync_bytes_sent)
-stop spid; stop tpid
-cmp "$work/a.img" "$work/target/replicas/vm1/replica.img" || die "the replica differs after the resync"
-t0=$(now)
-rsync --inplace --no-whole-file --ignore-times --stats "$work/a.img" "$work/old.img" > "$work/rsync.out"
-t_rsync=$(secs "$t0" "$(now)")
-cmp "$work/a.img" "$work/old.img" || die "rsync's copy differs"
-literal=$(awk -F': ' '/Literal data/ { gsub(/[^0-9]/, "", $2); print $2 }' "$work/rsync.out")
-rsync_sent=$(awk -F': ' '/Total bytes sent/ { gsub(/[^0-9]/, "", $2); print $2 }' "$work/rsync.out")
-ratio4=$(awk -v a="$t_resync" -v b="$t_rsync" 'BEGIN { printf "%.1f", b / a }')
-wire=$((w1 - w0))
-hashes=$(( GiB / (1 << 20) * 8 ))  # chunk hashes the source sends; block hashes come back
-echo "   changed: $changed_blocks blocks, $changed bytes"
-echo "   blockrep resync: $t_resync s; sync data sent $sync_sent bytes ($(awk -v s="$sync_sent" -v c="$changed" 'BEGIN { printf "%.2f", s / c }')x the changed bytes); all frames to the target $wire bytes"
-echo "   rsync --inplace --no-whole-file: $t_rsync s; literal data $literal bytes, sent $rsync_sent bytes"
-echo "   speed ratio $ratio4 (target >= 4)"
+m_res=$(median "${t_res[@]}"); m_rs=$(median "${t_rs[@]}")
+sync_sent=$(printf '%s\n' "${sync_sent_all[@]}" | sort -n | tail -n 1)
+ratio4=$(awk -v a="$m_res" -v b="$m_rs" 'BEGIN { printf "%.1f", b / a }')
+echo "   median: blockrep resync $m_res s, rsync $m_rs s: speed ratio $ratio4 (target >= 4); most sync data in a round $sync_sent bytes"
 
 fi
 
@@ -290,5 +311,5 @@ echo
 echo "== replication targets"
 awk -v r="$ratio1" 'BEGIN { printf "- write path with replication, randwrite-4k vs nbdkit: %.2f, target >= 0.7: %s\n", r, (r >= 0.7 ? "met" : "NOT met") }'
 awk -v p="$s99" 'BEGIN { printf "- RPO p99 at the fixed rate: %d ms, target < 1000 ms: %s\n", p, (p < 1000 ? "met" : "NOT met") }'
-awk -v r="$ratio3" 'BEGIN { printf "- initial replication vs nbdcopy: %.2fx as fast, target >= 1.0: %s\n", r, (r >= 1.0 ? "met" : "NOT met") }'
+awk -v r="$ratio3" -v f="$ratio3f" 'BEGIN { printf "- initial replication vs nbdcopy: %.2fx as fast (vs nbdcopy --flush %.2fx), target >= 1.0: %s (vs --flush: %s)\n", r, f, (r >= 1.0 ? "met" : "NOT met"), (f >= 1.0 ? "met" : "NOT met") }'
 awk -v r="$ratio4" -v s="$sync_sent" -v c="$changed" 'BEGIN { printf "- resync vs rsync: %.1fx as fast, target >= 4: %s; data %.2fx the changed bytes, target <= 1.1: %s\n", r, (r >= 4 ? "met" : "NOT met"), s / c, (s / c <= 1.1 ? "met" : "NOT met") }'

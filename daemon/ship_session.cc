@@ -34,6 +34,8 @@ constexpr uint64_t kReclaimCheckMs = 100;
 // one that did not are sent raw for a while (see CloseBatch).
 constexpr double kMinCompressionGain = 0.05;
 constexpr int kIncompressibleSkip = 16;
+// A resync sends its hash requests in batches of this many (see ResyncIssue).
+constexpr int kHashRequestsPerBatch = 4;
 // Chunks the initial copy examines per step before looking at the connection again.
 constexpr int kInitialChunksPerStep = 8;
 // An initial-copy probe for holes covers at most this many chunks at once.
@@ -75,7 +77,10 @@ struct ShipSession::Chunk {
   uint64_t offset = 0;
   uint64_t length = 0;
   State state = State::kAwait;
+  std::vector<uint64_t> source_hashes;  // as of the barrier of the HASH_REQUEST
   std::vector<uint64_t> target_hashes;
+  // A record shipped since that barrier overlaps the chunk: source_hashes may be stale.
+  bool touched = false;
 };
 
 ShipSession::ShipSession(ProtectedDisk& disk, const ReplicationOptions& options,
@@ -579,6 +584,12 @@ Status ShipSession::ShipRecords(uint64_t below, bool wait) {
       continue;
     }
     const journal::RecordHeader& h = rec.header;
+    if (h.kind != journal::RecordKind::kMarker) {
+      // Chunks of a resync hashed before this record are stale where it lands.
+      for (auto& c : chunks_) {
+        if (h.offset < c->offset + c->length && c->offset < h.offset + h.length) c->touched = true;
+      }
+    }
     ItemHeader item;
     item.seq = h.seq;
     item.offset = h.offset;
@@ -615,19 +626,37 @@ Status ShipSession::ShipRecords(uint64_t below, bool wait) {
 
 // ---- sync -----------------------------------------------------------------------------------
 
+Status ShipSession::ReadDisk(int fd, uint64_t offset, uint64_t length, uint8_t* out) {
+  size_t got = 0;
+  while (got < length) {
+    ssize_t n = ::pread(fd, out + got, length - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return Status::FromErrno(n < 0 ? errno : EIO, "disk " + name_ + " read at " + std::to_string(offset + got));
+    }
+    got += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> ShipSession::FencedHash(uint64_t offset, uint64_t length, std::vector<uint64_t>* hashes) {
+  const int fd = disk_.backing().fd();
+  auto barrier = wp_.Fenced(ring_, offset, length, [&](uint64_t) -> Status {
+    chunk_buf_.resize(length);
+    BLOCKREP_RETURN_IF_ERROR(ReadDisk(fd, offset, length, chunk_buf_.data()));
+    repl::BlockHashes(chunk_buf_.data(), length, hashes);
+    return Status::Ok();
+  });
+  if (!barrier.ok()) return barrier.status();
+  BLOCKREP_RETURN_IF_ERROR(ShipRecords(barrier.value(), /*wait=*/true));
+  return barrier;
+}
+
 Result<uint64_t> ShipSession::FencedRead(uint64_t offset, uint64_t length, std::vector<uint8_t>* buf) {
   buf->resize(length);
   const int fd = disk_.backing().fd();
-  auto barrier = wp_.Fenced(ring_, offset, length, [&](uint64_t) -> Status {
-    size_t got = 0;
-    while (got < length) {
-      ssize_t n = ::pread(fd, buf->data() + got, length - got, static_cast<off_t>(offset + got));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Status::FromErrno(n < 0 ? errno : EIO, "disk " + name_ + " read at " + std::to_string(offset + got));
-      got += static_cast<size_t>(n);
-    }
-    return Status::Ok();
-  });
+  auto barrier = wp_.Fenced(ring_, offset, length,
+                            [&](uint64_t) -> Status { return ReadDisk(fd, offset, length, buf->data()); });
   if (!barrier.ok()) return barrier.status();
   // Sync items at this barrier follow every record below it.
   BLOCKREP_RETURN_IF_ERROR(ShipRecords(barrier.value(), /*wait=*/true));
@@ -741,9 +770,8 @@ Status ShipSession::ResyncIssue() {
       return Status::Ok();
     }
     const uint64_t len = repl::ChunkLength(c, disk_bytes_);
-    auto barrier = FencedRead(c, len, &chunk_buf_);
+    auto barrier = FencedHash(c, len, &hashes);
     if (!barrier.ok()) return barrier.status();
-    repl::BlockHashes(chunk_buf_.data(), len, &hashes);
     const uint64_t chunk_hash = repl::ChunkHash(hashes.data(), hashes.size());
     uint8_t data[8];
     for (int i = 0; i < 8; ++i) data[i] = static_cast<uint8_t>(chunk_hash >> (8 * i));
@@ -756,8 +784,17 @@ Status ShipSession::ResyncIssue() {
     auto chunk = std::make_unique<Chunk>();
     chunk->offset = c;
     chunk->length = len;
+    chunk->source_hashes = hashes;
     chunks_.push_back(std::move(chunk));
     sync_issue_ = c + len;
+    // Send requests a few at a time, and take the answers that came: the target hashes its
+    // chunks while this side reads and hashes the next ones.
+    if (++requests_unsent_ >= kHashRequestsPerBatch) {
+      requests_unsent_ = 0;
+      BLOCKREP_RETURN_IF_ERROR(CloseBatch());
+      BLOCKREP_RETURN_IF_ERROR(PumpAndHandle(0));
+      BLOCKREP_RETURN_IF_ERROR(ResyncFinishFront());
+    }
   }
   return Status::Ok();
 }
@@ -788,12 +825,35 @@ Status ShipSession::ResyncFinishFront() {
     if (c.state == Chunk::State::kAwait) return Status::Ok();
     if (c.state == Chunk::State::kDiffer) {
       if (WindowFull()) return Status::Ok();
-      auto barrier = FencedRead(c.offset, c.length, &chunk_buf_);
-      if (!barrier.ok()) return barrier.status();
-      repl::BlockHashes(chunk_buf_.data(), c.length, &hashes);
-      if (hashes.size() != c.target_hashes.size()) {
+      if (c.target_hashes.size() != c.source_hashes.size()) {
         return Status::ProtocolError("HASHES for chunk at " + std::to_string(c.offset) +
                                      " has the wrong number of block hashes");
+      }
+      // The blocks that differed at the request's barrier are read again at a new one; if no
+      // record shipped in between touched the chunk, the other blocks are as they were then,
+      // still equal to the target's, and only those blocks are needed (usually one or two
+      // of the 256). Otherwise the whole chunk is read and compared again.
+      std::vector<size_t> differ;
+      for (size_t b = 0; b < c.source_hashes.size(); ++b) {
+        if (c.source_hashes[b] != c.target_hashes[b]) differ.push_back(b);
+      }
+      chunk_buf_.resize(c.length);
+      const int fd = disk_.backing().fd();
+      auto barrier = wp_.Fenced(ring_, c.offset, c.length, [&](uint64_t) -> Status {
+        for (size_t b : differ) {
+          const uint64_t o = b * repl::kBlockBytes;
+          BLOCKREP_RETURN_IF_ERROR(ReadDisk(fd, c.offset + o, std::min(repl::kBlockBytes, c.length - o),
+                                            chunk_buf_.data() + o));
+        }
+        return Status::Ok();
+      });
+      if (!barrier.ok()) return barrier.status();
+      BLOCKREP_RETURN_IF_ERROR(ShipRecords(barrier.value(), /*wait=*/true));
+      std::vector<uint64_t>& hashes = c.source_hashes;
+      if (c.touched) {
+        barrier = FencedRead(c.offset, c.length, &chunk_buf_);
+        if (!barrier.ok()) return barrier.status();
+        repl::BlockHashes(chunk_buf_.data(), c.length, &hashes);
       }
       uint64_t sent = 0;
       // Runs of differing blocks of one kind (all zero here, or not): one item each.
@@ -868,10 +928,9 @@ Status ShipSession::VerifyStep(bool* progressed) {
   while (verify_chunks_.size() < repl::kMaxChunksInFlight && verify_issue_ < disk_bytes_ &&
          !WindowFull()) {
     const uint64_t len = repl::ChunkLength(verify_issue_, disk_bytes_);
-    auto barrier = FencedRead(verify_issue_, len, &chunk_buf_);
-    if (!barrier.ok()) return barrier.status();
     VerifyChunk vc{verify_issue_, len, {}};
-    repl::BlockHashes(chunk_buf_.data(), len, &vc.hashes);
+    auto barrier = FencedHash(verify_issue_, len, &vc.hashes);
+    if (!barrier.ok()) return barrier.status();
     ItemHeader req;
     req.type = ItemType::kVerifyRequest;
     req.offset = verify_issue_;

@@ -128,8 +128,11 @@ class ShipSession {
   Status SyncEnd();
   // The next chunk at or after offset that the dirty set touches; disk size if none.
   uint64_t NextDirtyChunk(uint64_t offset) const;
-  // Runs fn with [offset, offset+length) fenced, then ships every record below the barrier.
+  // Reads [offset, offset+length) at a barrier into *buf, then ships every record below it.
   Result<uint64_t> FencedRead(uint64_t offset, uint64_t length, std::vector<uint8_t>* buf);
+  // The same, but only the range's block hashes are wanted (the read reuses chunk_buf_).
+  Result<uint64_t> FencedHash(uint64_t offset, uint64_t length, std::vector<uint64_t>* hashes);
+  Status ReadDisk(int fd, uint64_t offset, uint64_t length, uint8_t* out);
   void SetSyncProgress(uint64_t done);
 
   // ---- verify -----------------------------------------------------------------------
@@ -188,6 +191,7 @@ class ShipSession {
   uint64_t sync_issue_ = 0;      // next chunk offset to start
   uint64_t sync_cursor_ = 0;     // every chunk below is done
   bool sync_end_sent_ = false;
+  int requests_unsent_ = 0;      // hash requests in the open batch
   std::deque<std::unique_ptr<Chunk>> chunks_;  // in flight, in disk order
 
   // Verify state.

@@ -13,7 +13,9 @@ start_target
 start_source --disk "vm1=$T/disk.img" --nbd "unix:$SOCK" "${REPL_ARGS[@]}"
 wait_disk_state vm1 protected
 
-fio_args=(--rw=randwrite --bssplit=4k/60:16k/20:64k/15:1m/5 --size=192M --offset=16M
+# The two jobs write disjoint halves (offset_increment): two jobs verifying one region
+# race each other (one reads a block while the other rewrites it) on any server.
+fio_args=(--rw=randwrite --bssplit=4k/60:16k/20:64k/15:1m/5 --size=96M --offset=16M --offset_increment=96M
           --verify=crc32c --verify_state_save=0 --numjobs=2 --group_reporting
           --randseed=9090 --output-format=terse)
 fio --name=load --ioengine=nbd --uri="$(uri vm1)" --iodepth=16 "${fio_args[@]}" \
