@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -427,35 +428,51 @@ Status TlsConnection::Handshake(int timeout_ms) {
 }
 
 void TlsConnection::Queue(std::vector<uint8_t>&& bytes) {
-  if (queued_bytes() == 0) {
-    out_.clear();
-    out_pos_ = 0;
-    out_.swap(bytes);  // bytes gets the old (empty) buffer back, capacity and all
-    return;
-  }
-  Queue(bytes.data(), bytes.size());
+  if (bytes.empty()) return;
+  out_bytes_ += bytes.size();
+  out_.push_back(std::move(bytes));
+  bytes.swap(out_spare_);  // out_spare_ is left empty (moved-from vectors are)
   bytes.clear();
 }
 
 void TlsConnection::Queue(const uint8_t* data, size_t n) {
   if (n == 0) return;
-  // Drop the sent prefix once it is at least half the buffer: each byte is moved at most
-  // once on average. Moving is fine even mid-record (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
-  if (out_pos_ > 0 && out_pos_ * 2 >= out_.size()) {
-    out_.erase(out_.begin(), out_.begin() + static_cast<std::ptrdiff_t>(out_pos_));
-    out_pos_ = 0;
-  }
-  out_.insert(out_.end(), data, data + n);
+  // Small messages join the last buffer (it may be the one being written: the moving write
+  // buffer mode lets it move, and SSL_write is always called again with what follows
+  // out_pos_).
+  if (out_.empty()) out_.emplace_back();  // the spare is kept for Queue(&&) to hand back
+  out_.back().insert(out_.back().end(), data, data + n);
+  out_bytes_ += n;
 }
 
 void TlsConnection::Consume(size_t n) {
-  BLOCKREP_CHECK(n <= in_.size() - in_pos_);
-  in_pos_ += n;
-  if (in_pos_ == in_.size()) {
-    in_.clear();
-    in_pos_ = 0;
-    if (in_.capacity() > kIdleBufferBytesMax) std::vector<uint8_t>().swap(in_);
+  BLOCKREP_CHECK(n <= in_end_ - in_begin_);
+  in_begin_ += n;
+  if (in_begin_ == in_end_) {
+    in_begin_ = in_end_ = 0;
+    if (in_cap_ > kIdleBufferBytesMax) {
+      in_.reset();
+      in_cap_ = 0;
+    }
   }
+}
+
+void TlsConnection::ReserveInput() {
+  if (in_cap_ - in_end_ >= kReadChunkBytes) return;
+  const size_t live = in_end_ - in_begin_;
+  // Move the unconsumed bytes to the front when that frees at least as much as it moves
+  // (each byte is moved at most once on average); otherwise grow.
+  if (in_begin_ >= live && in_cap_ - live >= kReadChunkBytes) {
+    std::memmove(in_.get(), in_.get() + in_begin_, live);
+  } else {
+    const size_t cap = std::max({in_cap_ * 2, live + kReadChunkBytes, 4 * kReadChunkBytes});
+    std::unique_ptr<uint8_t[]> bigger(new uint8_t[cap]);
+    if (live > 0) std::memcpy(bigger.get(), in_.get() + in_begin_, live);
+    in_ = std::move(bigger);
+    in_cap_ = cap;
+  }
+  in_begin_ = 0;
+  in_end_ = live;
 }
 
 size_t TlsConnection::CipherPending() const {
@@ -503,16 +520,27 @@ Status TlsConnection::WriteQueued() {
       error_ = st;
       return error_;
     }
-    if (blocked || out_pos_ == out_.size()) break;
+    if (blocked || out_.empty()) break;
+    std::vector<uint8_t>& front = out_.front();
     // One slice at a time keeps the memory BIO small.
     size_t written = 0;
     ERR_clear_error();
     errno = 0;
-    const int rc = SSL_write_ex(ssl_, out_.data() + out_pos_,
-                                std::min(out_.size() - out_pos_, kCipherFlushBytes), &written);
+    const int rc = SSL_write_ex(ssl_, front.data() + out_pos_,
+                                std::min(front.size() - out_pos_, kCipherFlushBytes), &written);
     const int saved_errno = errno;
     if (rc == 1) {
       out_pos_ += written;
+      if (out_pos_ == front.size()) {
+        // Done with it: kept as the spare (the largest one, within reason).
+        out_bytes_ -= front.size();
+        if (front.capacity() > out_spare_.capacity() && front.capacity() <= kIdleBufferBytesMax) {
+          front.clear();
+          out_spare_.swap(front);
+        }
+        out_.pop_front();
+        out_pos_ = 0;
+      }
       continue;
     }
     const int err = SSL_get_error(ssl_, rc);
@@ -523,32 +551,21 @@ Status TlsConnection::WriteQueued() {
     }
     return Failure(err, saved_errno, "TLS with " + peer_);
   }
-  if (out_pos_ == out_.size()) {
-    out_.clear();
-    out_pos_ = 0;
-    if (out_.capacity() > kIdleBufferBytesMax) std::vector<uint8_t>().swap(out_);
-  }
   return Status::Ok();
 }
 
 Status TlsConnection::ReadAvailable(size_t* received) {
   read_wants_write_ = false;
   *received = 0;
-  // Drop the consumed prefix before appending when it is at least half the buffer, so that
-  // Consume() stays O(1) and each byte is moved at most once on average.
-  if (in_pos_ > 0 && in_pos_ * 2 >= in_.size()) {
-    in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(in_pos_));
-    in_pos_ = 0;
-  }
-  uint8_t buf[kReadChunkBytes];
   while (*received < kReadBytesPerPumpMax) {
+    ReserveInput();
     size_t n = 0;
     ERR_clear_error();
     errno = 0;
-    const int rc = SSL_read_ex(ssl_, buf, sizeof(buf), &n);
+    const int rc = SSL_read_ex(ssl_, in_.get() + in_end_, in_cap_ - in_end_, &n);
     const int saved_errno = errno;
     if (rc == 1) {
-      in_.insert(in_.end(), buf, buf + n);
+      in_end_ += n;
       *received += n;
       continue;
     }

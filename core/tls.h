@@ -22,6 +22,7 @@
 #include <openssl/ssl.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -80,12 +81,12 @@ class TlsConnection {
   // Queues bytes to send (copied). Nothing is sent until Pump().
   void Queue(const uint8_t* data, size_t n);
   void Queue(const std::vector<uint8_t>& bytes) { Queue(bytes.data(), bytes.size()); }
-  // Queues a whole buffer without copying it when nothing else is queued (the buffer is
-  // taken over); either way `bytes` is left empty, holding a spare buffer the caller may
-  // reuse (its capacity is kept).
+  // Queues a whole buffer without copying it (the buffer is taken over); `bytes` is left
+  // empty, holding a spare buffer (one the connection is done with, when it has one) that
+  // the caller may reuse: its capacity is kept.
   void Queue(std::vector<uint8_t>&& bytes);
   // Bytes not yet handed to the socket: plaintext queued, and ciphertext made but unsent.
-  size_t queued_bytes() const { return out_.size() - out_pos_ + CipherPending(); }
+  size_t queued_bytes() const { return out_bytes_ - out_pos_ + CipherPending(); }
 
   // Waits at most timeout_ms (0: do not wait; -1: forever) for the socket to become
   // readable, or writable while bytes are queued; then writes what it can and reads what
@@ -97,7 +98,9 @@ class TlsConnection {
   Status Pump(int timeout_ms);
 
   // Bytes received and not yet consumed. The span is valid until the next Pump() or Consume().
-  std::span<const uint8_t> input() const { return std::span<const uint8_t>(in_).subspan(in_pos_); }
+  std::span<const uint8_t> input() const {
+    return std::span<const uint8_t>(in_.get() + in_begin_, in_end_ - in_begin_);
+  }
   // Drops the first n bytes of input(). REQUIRES: n <= input().size().
   void Consume(size_t n);
 
@@ -127,10 +130,19 @@ class TlsConnection {
   std::string peer_;
   bool client_;
   std::string peer_identity_;
-  std::vector<uint8_t> out_;
+  // Plaintext to send: buffers in order; out_pos_ bytes of the front one are encrypted.
+  std::deque<std::vector<uint8_t>> out_;
   size_t out_pos_ = 0;
-  std::vector<uint8_t> in_;
-  size_t in_pos_ = 0;  // consumed prefix of in_ (compacted lazily)
+  size_t out_bytes_ = 0;           // the sum of out_'s sizes
+  std::vector<uint8_t> out_spare_;  // a sent buffer, handed back by Queue(&&)
+  // Received plaintext: OpenSSL decrypts straight into in_[in_end_, in_cap_); input() is
+  // [in_begin_, in_end_). Not a vector: growing it must not zero-fill what SSL_read overwrites.
+  std::unique_ptr<uint8_t[]> in_;
+  size_t in_cap_ = 0;
+  size_t in_begin_ = 0;
+  size_t in_end_ = 0;
+  // Makes room for at least kReadChunkBytes after in_end_ (compacting or growing in_).
+  void ReserveInput();
   bool closed_ = false;
   bool handshake_done_ = false;
   Status error_;                   // the first failure (sticky); after it no SSL call but SSL_free

@@ -539,6 +539,55 @@ TEST_F(TlsDataTest, LargeTransferBothWaysSurvivesPartialWrites) {
   EXPECT_TRUE(server_got == to_server);
 }
 
+// Whole buffers handed over with Queue(&&) and small messages copied with Queue(ptr, n),
+// interleaved while earlier ones are still queued, arrive whole and in order; the spare
+// buffer Queue(&&) hands back is one the connection has finished with, capacity kept.
+TEST_F(TlsDataTest, MovedBuffersAndCopiedMessagesInterleaveInOrder) {
+  constexpr int kFrames = 24;
+  std::vector<uint8_t> expected;
+  // The whole expected stream, fixed before the server thread starts.
+  std::vector<std::vector<uint8_t>> bigs;
+  for (int i = 0; i < kFrames; ++i) {
+    const uint8_t header[3] = {0xF0, static_cast<uint8_t>(i), 0x0F};
+    expected.insert(expected.end(), header, header + 3);
+    bigs.push_back(RandomBytes(300000 + 7919 * static_cast<size_t>(i), 100 + i));
+    expected.insert(expected.end(), bigs.back().begin(), bigs.back().end());
+  }
+  Listener l = Listen();
+  std::promise<void> client_done;
+  Status server_result;
+  std::jthread thread([&] {
+    Side server = AcceptSide(l, *server_ctx_);
+    server_result = server.handshake;
+    if (!server_result.ok()) return;
+    std::vector<uint8_t> got;
+    server_result = PumpUntil(*server.conn, [&] {
+      got.insert(got.end(), server.conn->input().begin(), server.conn->input().end());
+      server.conn->Consume(server.conn->input().size());
+      return got.size() >= expected.size();
+    });
+    EXPECT_TRUE(got == expected);
+    client_done.get_future().wait_for(kTestDeadline);
+  });
+  Side client = ConnectSide(l, *client_ctx_);
+  ASSERT_TRUE(client.handshake.ok()) << client.handshake.ToString();
+  size_t largest_spare = 0;
+  for (int i = 0; i < kFrames; ++i) {
+    const uint8_t header[3] = {0xF0, static_cast<uint8_t>(i), 0x0F};
+    client.conn->Queue(header, sizeof(header));
+    std::vector<uint8_t> big = bigs[static_cast<size_t>(i)];
+    client.conn->Queue(std::move(big));
+    EXPECT_TRUE(big.empty());
+    largest_spare = std::max(largest_spare, big.capacity());
+    ASSERT_TRUE(client.conn->Pump(0).ok());  // sends some, leaves the rest queued
+  }
+  EXPECT_TRUE(PumpUntil(*client.conn, [&] { return client.conn->queued_bytes() == 0; }).ok());
+  client_done.set_value();
+  thread.join();
+  EXPECT_TRUE(server_result.ok()) << server_result.ToString();
+  EXPECT_GE(largest_spare, 300000u) << "no sent buffer was handed back for reuse";
+}
+
 // With read-ahead, a server reads the client's first record together with the client's
 // Finished when both come in one segment; the record then waits undecrypted in OpenSSL's
 // buffer, where poll() cannot see it. The first Pump must deliver it, not wait for more.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "core/malloc_tuning.h"
 #include "core/version.h"
 #include "core/byte_size.h"
 #include "core/control_socket.h"
@@ -27,6 +28,7 @@
 using namespace blockrep;
 
 int main(int argc, char** argv) {
+  TuneMallocForBulkBuffers();
   auto parsed = ParseSourceOptions(argc, argv);
   if (!parsed.ok()) {
     std::fprintf(stderr, "blockrep-source: %s\n(see blockrep-source --help)\n",

@@ -9,6 +9,7 @@
 
 #include "core/control_socket.h"
 #include "core/log.h"
+#include "core/malloc_tuning.h"
 #include "core/tls.h"
 #include "core/version.h"
 #include "target/target_options.h"
@@ -17,6 +18,7 @@
 using namespace blockrep;
 
 int main(int argc, char** argv) {
+  TuneMallocForBulkBuffers();
   auto parsed = ParseTargetOptions(argc, argv);
   if (!parsed.ok()) {
     std::fprintf(stderr, "blockrep-target: %s\n(see blockrep-target --help)\n",

@@ -68,8 +68,12 @@ Status ReplicaSession::Flush() {
 }
 
 Status ReplicaSession::NextFrame(int timeout_ms, bool* got, MsgType* type,
-                                 std::vector<uint8_t>* payload) {
+                                 std::span<const uint8_t>* payload) {
   *got = false;
+  if (frame_unconsumed_ > 0) {
+    conn_->Consume(frame_unconsumed_);
+    frame_unconsumed_ = 0;
+  }
   for (int round = 0; round < 2; ++round) {
     std::span<const uint8_t> in = conn_->input();
     if (in.size() >= repl::kFrameHeaderBytes) {
@@ -81,8 +85,8 @@ Status ReplicaSession::NextFrame(int timeout_ms, bool* got, MsgType* type,
       }
       const size_t total = repl::kFrameHeaderBytes + h.payload_bytes;
       if (in.size() >= total) {
-        payload->assign(in.begin() + repl::kFrameHeaderBytes, in.begin() + static_cast<long>(total));
-        conn_->Consume(total);
+        *payload = in.subspan(repl::kFrameHeaderBytes, h.payload_bytes);
+        frame_unconsumed_ = total;
         if (replica_ != nullptr) replica_->CountReceived(total);
         *type = h.type;
         *got = true;
@@ -113,7 +117,7 @@ void ReplicaSession::Run() {
 Status ReplicaSession::Handshake() {
   bool got = false;
   MsgType type;
-  std::vector<uint8_t> payload;
+  std::span<const uint8_t> payload;
   const uint64_t deadline = NowMs() + kHelloTimeoutMs;
   while (!got) {
     if (stop_) return Status::Shutdown("stopping");
@@ -203,7 +207,7 @@ Status ReplicaSession::Handshake() {
   return Flush();
 }
 
-Status ReplicaSession::ApplyBatch(const std::vector<uint8_t>& payload) {
+Status ReplicaSession::ApplyBatch(std::span<const uint8_t> payload) {
   repl::BatchHeader bh;
   std::vector<uint8_t> raw;
   Status st = repl::DecodeBatch(payload.data(), payload.size(), &bh, &raw);
@@ -285,7 +289,7 @@ Status ReplicaSession::Stream() {
   uint64_t last_receive = NowMs();
   uint64_t last_checkpoint = NowMs();
   MsgType type;
-  std::vector<uint8_t> payload;
+  std::span<const uint8_t> payload;
   while (!stop_) {
     bool got = false;
     BLOCKREP_RETURN_IF_ERROR(NextFrame(group_last_batch_ > 0 ? 0 : kIdleWaitMs, &got, &type, &payload));

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -42,10 +43,12 @@ class ReplicaSession {
   Status Handshake();
   Status Stream();
   // Reads one whole frame, waiting at most timeout_ms. False in *got when none arrived.
-  Status NextFrame(int timeout_ms, bool* got, repl::MsgType* type, std::vector<uint8_t>* payload);
+  // *payload points into the connection's input, valid until the next NextFrame() or
+  // Pump() (the frame is consumed at the start of the next NextFrame(): no copy).
+  Status NextFrame(int timeout_ms, bool* got, repl::MsgType* type, std::span<const uint8_t>* payload);
   void Send(repl::MsgType type, const std::vector<uint8_t>& payload);
   void SendError(repl::ErrorCode code, const std::string& message);
-  Status ApplyBatch(const std::vector<uint8_t>& payload);
+  Status ApplyBatch(std::span<const uint8_t> payload);
   Status CommitGroup();
   Status Flush();  // sends what is queued (bounded wait)
 
@@ -55,6 +58,7 @@ class ReplicaSession {
   Replica* replica_ = nullptr;
   std::string disk_;
   repl::Hello hello_;
+  size_t frame_unconsumed_ = 0;  // bytes of the frame NextFrame() returned last
 
   // The open group.
   std::vector<std::vector<uint8_t>> group_raw_;  // decoded batches, alive until the commit
