@@ -673,7 +673,8 @@ Status BatchBuilder::FinishFrame(uint64_t through_seq, int zstd_level, std::vect
   return Status::Ok();
 }
 
-Status DecodeBatch(const uint8_t* p, size_t n, BatchHeader* h, std::vector<uint8_t>* raw) {
+Status DecodeBatch(const uint8_t* p, size_t n, BatchHeader* h, std::vector<uint8_t>* raw,
+                   std::span<const uint8_t>* items) {
   const PayloadReader r("BATCH", p, n);
   BLOCKREP_RETURN_IF_ERROR(r.NeedFixed(kBatchHeaderBytes));
   BatchHeader x;
@@ -708,7 +709,12 @@ Status DecodeBatch(const uint8_t* p, size_t n, BatchHeader* h, std::vector<uint8
       return Bad("BATCH %" PRIu64 ": %zu bytes of items, the header says raw bytes %" PRIu32,
                  x.batch, body_bytes, x.raw_bytes);
     }
-    raw->assign(body, body + body_bytes);
+    if (items != nullptr) {
+      raw->clear();
+      *items = std::span<const uint8_t>(body, body_bytes);
+    } else {
+      raw->assign(body, body + body_bytes);
+    }
     *h = x;
     return Status::Ok();
   }
@@ -749,6 +755,7 @@ Status DecodeBatch(const uint8_t* p, size_t n, BatchHeader* h, std::vector<uint8
                ": zstd frame decodes to %zu bytes, the header says raw bytes %" PRIu32,
                x.batch, got, x.raw_bytes);
   }
+  if (items != nullptr) *items = std::span<const uint8_t>(*raw);
   *h = x;
   return Status::Ok();
 }

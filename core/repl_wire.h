@@ -12,6 +12,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -275,7 +276,11 @@ struct BatchHeader {
 // raw_bytes; codec 1 is exactly one zstd frame with nothing after it) and checks the result
 // has exactly raw_bytes bytes. Items are then read with ItemReader. Uses a thread-local
 // zstd context: safe to call from several threads at once.
-Status DecodeBatch(const uint8_t* p, size_t n, BatchHeader* h, std::vector<uint8_t>* raw);
+//
+// With `items`, an uncompressed batch is not copied: *items points at its items inside p
+// (and *raw is left empty); a compressed one is decoded into *raw and *items points there.
+Status DecodeBatch(const uint8_t* p, size_t n, BatchHeader* h, std::vector<uint8_t>* raw,
+                   std::span<const uint8_t>* items = nullptr);
 
 // Walks the items of a decoded batch, validating each against the disk's size:
 //  - a known type, reserved byte 0, flags only kItemFlagFua;

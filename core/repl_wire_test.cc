@@ -839,6 +839,36 @@ TEST(ReplWire, BatchRoundTripCompressed) {
   ExpectEveryItemType(raw, h.item_count, data);
 }
 
+TEST(ReplWire, BatchItemsViewPointsIntoAnUncompressedPayload) {
+  const Bytes data = RandomBytes(2 * 4096, 7);
+  BatchBuilder b = EveryItemType(6, data);
+  auto p = b.Finish(15, 0);
+  ASSERT_TRUE(p.ok());
+  BatchHeader h;
+  Bytes raw = RandomBytes(100, 8);
+  std::span<const uint8_t> items;
+  ASSERT_TRUE(DecodeBatch(p->data(), p->size(), &h, &raw, &items).ok());
+  EXPECT_TRUE(raw.empty());
+  EXPECT_EQ(items.data(), p->data() + kBatchHeaderBytes);  // not copied
+  EXPECT_EQ(items.size(), b.raw_bytes());
+  ExpectEveryItemType(Bytes(items.begin(), items.end()), h.item_count, data);
+}
+
+TEST(ReplWire, BatchItemsViewOfACompressedPayloadIsTheDecodedBuffer) {
+  const Bytes data(64 * 1024, 0x22);
+  BatchBuilder b = EveryItemType(7, data);
+  auto p = b.Finish(15, 3);
+  ASSERT_TRUE(p.ok());
+  BatchHeader h;
+  Bytes raw;
+  std::span<const uint8_t> items;
+  ASSERT_TRUE(DecodeBatch(p->data(), p->size(), &h, &raw, &items).ok());
+  EXPECT_EQ(h.codec, 1u);
+  EXPECT_EQ(items.data(), raw.data());
+  EXPECT_EQ(items.size(), raw.size());
+  ExpectEveryItemType(raw, h.item_count, data);
+}
+
 TEST(ReplWire, BatchIncompressibleDataSentRaw) {
   const Bytes data = RandomBytes(256 * 1024, 3);
   BatchBuilder b;

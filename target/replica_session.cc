@@ -210,7 +210,14 @@ Status ReplicaSession::Handshake() {
 Status ReplicaSession::ApplyBatch(std::span<const uint8_t> payload) {
   repl::BatchHeader bh;
   std::vector<uint8_t> raw;
-  Status st = repl::DecodeBatch(payload.data(), payload.size(), &bh, &raw);
+  std::span<const uint8_t> items;
+  // An initial copy applies each item as it comes and keeps no pointer into the batch: its
+  // items are read where they arrived. Otherwise they must live until the commit (journal
+  // appends and pending applies point into them), in raw.
+  const bool applied_at_once = replica_->state() == repl::ReplicaState::kInitialCopy;
+  Status st = repl::DecodeBatch(payload.data(), payload.size(), &bh, &raw,
+                                applied_at_once ? &items : nullptr);
+  if (!applied_at_once) items = raw;
   if (!st.ok()) {
     SendError(repl::ErrorCode::kBadMessage, st.message());
     return st;
@@ -220,7 +227,7 @@ Status ReplicaSession::ApplyBatch(std::span<const uint8_t> payload) {
     SendError(repl::ErrorCode::kBadStream, why);
     return Status::ProtocolError(why);
   }
-  repl::ItemReader reader(raw.data(), raw.size(), bh.item_count, replica_->disk_bytes());
+  repl::ItemReader reader(items.data(), items.size(), bh.item_count, replica_->disk_bytes());
   repl::ItemHeader h;
   const uint8_t* data = nullptr;
   const uint64_t through_before = group_last_batch_ > 0 ? group_through_ : committed_through_;
@@ -255,8 +262,8 @@ Status ReplicaSession::ApplyBatch(std::span<const uint8_t> payload) {
     return reader.status();
   }
   for (auto& [type, bytes] : replica_->TakeReplies()) Send(type, bytes);
-  group_raw_bytes_ += raw.size();
-  group_raw_.push_back(std::move(raw));  // items point into it until the commit
+  group_raw_bytes_ += items.size();
+  if (!raw.empty()) group_raw_.push_back(std::move(raw));  // items point into it until the commit
   group_last_batch_ = bh.batch;
   group_through_ = bh.through_seq;
   last_batch_ = bh.batch;
