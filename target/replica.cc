@@ -583,7 +583,8 @@ repl::ErrorCode Replica::Check(const repl::Hello& hello, const std::string& iden
   }
   if (hello.generation != generation_) {
     *why = "the replica of " + config_.name + " is of generation " + std::to_string(generation_) +
-           ", the disk of generation " + std::to_string(hello.generation);
+           ", the disk of generation " + std::to_string(hello.generation) + "; move " + config_.dir +
+           " aside on the target to replicate it afresh";
     return repl::ErrorCode::kGenerationMismatch;
   }
   return repl::ErrorCode::kOk;
