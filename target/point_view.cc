@@ -1,0 +1,125 @@
+#include "target/point_view.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/check.h"
+#include "core/journal_format.h"
+#include "core/journal_reader.h"
+
+namespace blockrep {
+
+Result<std::unique_ptr<PointView>> PointView::Open(const Options& options) {
+  if (options.through_seq + 1 < options.from_seq) {
+    return Status::InvalidArgument("a view through seq " + std::to_string(options.through_seq) +
+                                   " cannot start at seq " + std::to_string(options.from_seq));
+  }
+  std::unique_ptr<PointView> v(new PointView(options));
+  v->base_fd_ = UniqueFd(::open(options.base_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!v->base_fd_.valid()) return Status::FromErrno(errno, "open " + options.base_path);
+
+  std::map<std::string, uint32_t> file_of;  // segment name -> index into segment_fds_
+  PointView* self = v.get();
+  journal::ScanOptions scan;
+  scan.journal_id = options.journal_id;
+  scan.visit_from_seq = options.from_seq;
+  scan.skip_segments_below_visit = true;
+  // The whole journal is read (and verified) even past through_seq, so that the scan can
+  // tell a missing record from a torn tail; the retention index will spare this.
+  scan.visitor = [&](const journal::RecordView& r) -> Status {
+    const journal::RecordHeader& h = r.header;
+    if (h.seq > options.through_seq || h.kind == journal::RecordKind::kMarker) return Status::Ok();
+    if (h.length == 0) return Status::Ok();
+    if (h.offset > options.disk_bytes || h.length > options.disk_bytes - h.offset) {
+      return Status::Corruption("journal record seq " + std::to_string(h.seq) + " at " +
+                                std::to_string(h.offset) + "+" + std::to_string(h.length) +
+                                " lies outside the disk (" + std::to_string(options.disk_bytes) +
+                                " bytes)");
+    }
+    ExtentSource src;
+    if (h.kind == journal::RecordKind::kWrite) {
+      auto [it, added] = file_of.emplace(*r.segment, static_cast<uint32_t>(self->segment_names_.size()));
+      if (added) {
+        const std::string path = options.journal_dir + "/" + *r.segment;
+        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd.valid()) return Status::FromErrno(errno, "open " + path);
+        self->segment_fds_.push_back(std::move(fd));
+        self->segment_names_.push_back(*r.segment);
+      }
+      src.kind = ExtentSource::Kind::kData;
+      src.file = it->second;
+      src.file_offset = r.file_offset + journal::kRecordHeaderBytes;
+    } else {
+      src.kind = ExtentSource::Kind::kZero;  // zero and trim records both read as zeros
+    }
+    self->map_.Set(h.offset, h.length, src);
+    ++self->records_;
+    return Status::Ok();
+  };
+  auto summary = journal::ScanJournal(options.journal_dir, scan);
+  if (!summary.ok()) return summary.status();
+  if (summary->corruption) {
+    return Status::Corruption("the target journal in " + options.journal_dir +
+                              " is corrupt: " + *summary->corruption);
+  }
+  for (uint64_t s : summary->dropped) {
+    if (s >= options.from_seq && s <= options.through_seq) {
+      return Status::Corruption("the target journal in " + options.journal_dir +
+                                " lacks record seq " + std::to_string(s) +
+                                ", which the view through seq " +
+                                std::to_string(options.through_seq) + " needs");
+    }
+  }
+  if (options.through_seq >= options.from_seq && summary->last_seq < options.through_seq) {
+    return Status::InvalidArgument("the target journal in " + options.journal_dir + " ends at seq " +
+                                   std::to_string(summary->last_seq) + ", before seq " +
+                                   std::to_string(options.through_seq));
+  }
+  return v;
+}
+
+Status PointView::ReadFile(int fd, const std::string& what, uint64_t file_offset,
+                           uint64_t length, uint8_t* out, bool zero_past_end) const {
+  uint64_t done = 0;
+  while (done < length) {
+    const ssize_t n = ::pread(fd, out + done, length - done, static_cast<off_t>(file_offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno(errno, "read " + what + " at " + std::to_string(file_offset + done));
+    if (n == 0) {
+      if (!zero_past_end) {
+        return Status::Corruption(what + " ends before byte " + std::to_string(file_offset + length));
+      }
+      std::memset(out + done, 0, length - done);  // a sparse base shorter than the disk
+      return Status::Ok();
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status PointView::Read(uint64_t offset, uint64_t length, uint8_t* out) const {
+  BLOCKREP_CHECK(offset <= options_.disk_bytes && length <= options_.disk_bytes - offset);
+  std::vector<ExtentMap::Piece> pieces;
+  map_.Lookup(offset, length, &pieces);
+  for (const ExtentMap::Piece& p : pieces) {
+    uint8_t* dst = out + (p.offset - offset);
+    if (!p.mapped) {
+      BLOCKREP_RETURN_IF_ERROR(ReadFile(base_fd_.get(), options_.base_path, p.offset, p.length, dst,
+                                        /*zero_past_end=*/true));
+    } else if (p.source.kind == ExtentSource::Kind::kZero) {
+      std::memset(dst, 0, p.length);
+    } else {
+      const std::string what = options_.journal_dir + "/" + segment_names_[p.source.file];
+      BLOCKREP_RETURN_IF_ERROR(ReadFile(segment_fds_[p.source.file].get(), what,
+                                        p.source.file_offset, p.length, dst,
+                                        /*zero_past_end=*/false));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace blockrep
