@@ -7,6 +7,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "core/durable_file.h"
 #include "core/unique_fd.h"
 
 namespace blockrep {
@@ -15,26 +16,6 @@ namespace {
 // state.json is a few hundred bytes; refuse to read anything much larger.
 constexpr size_t kMaxStateBytes = 64u << 10;
 constexpr char kFormat[] = "blockrep-disk-state";
-
-Status WriteFileDurably(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return Status::FromErrno(errno, "create " + tmp);
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Status::FromErrno(n < 0 ? errno : ENOSPC, "write " + tmp);
-    done += static_cast<size_t>(n);
-  }
-  if (::fdatasync(fd.get()) != 0) return Status::FromErrno(errno, "fdatasync " + tmp);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno(errno, "rename " + tmp);
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dfd.valid() || ::fsync(dfd.get()) != 0) return Status::FromErrno(errno, "fsync " + dir);
-  return Status::Ok();
-}
 
 }  // namespace
 

@@ -19,6 +19,7 @@
 #include "core/byte_size.h"
 #include "core/check.h"
 #include "core/disk_state.h"
+#include "core/durable_file.h"
 #include "core/journal_reader.h"
 #include "core/log.h"
 
@@ -83,30 +84,6 @@ Status MakeDirs(const std::string& path) {
   return Status::Ok();
 }
 
-Status FsyncDir(const std::string& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid() || ::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + dir);
-  return Status::Ok();
-}
-
-Status WriteDurably(const std::string& path, const void* data, size_t n) {
-  const std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return Status::FromErrno(errno, "create " + tmp);
-  const auto* p = static_cast<const uint8_t*>(data);
-  size_t done = 0;
-  while (done < n) {
-    ssize_t w = ::write(fd.get(), p + done, n - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return Status::FromErrno(w < 0 ? errno : ENOSPC, "write " + tmp);
-    done += static_cast<size_t>(w);
-  }
-  if (::fdatasync(fd.get()) != 0) return Status::FromErrno(errno, "fdatasync " + tmp);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno(errno, "rename " + tmp);
-  const size_t slash = path.rfind('/');
-  return FsyncDir(slash == std::string::npos ? "." : path.substr(0, slash));
-}
-
 repl::ErrorCode CodeOf(const Status& st) {
   return st.message().find(std::strerror(ENOSPC)) != std::string::npos ? repl::ErrorCode::kNoSpace
                                                                         : repl::ErrorCode::kIoError;
@@ -135,7 +112,7 @@ Status Replica::SaveState() {
   j["updated"] = NowRfc3339();
   const std::string text =
       j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
-  BLOCKREP_RETURN_IF_ERROR(WriteDurably(config_.dir + "/replica.json", text.data(), text.size()));
+  BLOCKREP_RETURN_IF_ERROR(WriteFileDurably(config_.dir + "/replica.json", text.data(), text.size()));
   Publish();
   return Status::Ok();
 }
@@ -231,7 +208,7 @@ Status Replica::OpenJournal(bool fresh) {
     meta.disk_bytes = disk_bytes_;
     uint8_t buf[journal::kMetaBytes];
     journal::EncodeMeta(meta, buf);
-    BLOCKREP_RETURN_IF_ERROR(WriteDurably(meta_path, buf, sizeof(buf)));
+    BLOCKREP_RETURN_IF_ERROR(WriteFileDurably(meta_path, buf, sizeof(buf)));
     journal_id_ = meta.journal_id;
     auto w = JournalWriter::Open(journal_dir_, journal_id_, 1, {}, kTargetJournalMaxBytes);
     if (!w.ok()) return w.status();
