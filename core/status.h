@@ -47,6 +47,8 @@ class Status {
   const std::string& message() const;
   // "I/O error: disk0 read at 4096: Input/output error"
   std::string ToString() const;
+  // The same code with another message (a failure explained further). REQUIRES: !ok().
+  Status WithMessage(std::string msg) const { return Status(code(), std::move(msg)); }
 
   Status(const Status& other) : state_(other.state_ ? std::make_unique<State>(*other.state_) : nullptr) {}
   Status& operator=(const Status& other) {
