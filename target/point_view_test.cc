@@ -12,7 +12,8 @@
 
 #include "core/journal_format.h"
 #include "core/journal_reader.h"
-#include "core/journal_writer.h"
+#include "core/journal_index.h"
+#include "core/journal_test_support.h"
 #include "core/test_temp_dir.h"
 
 namespace blockrep {
@@ -24,20 +25,17 @@ constexpr uint64_t kDiskBytes = 1 << 20;
 // A base image, a target journal written the way the target writes it (JournalWriter, small
 // segments so that records spread over several), and a model of the disk after each record.
 class PointViewTest : public ::testing::Test {
- protected:
+ public:  // the helpers below use them
   void SetUp() override {
     base_ = dir_.file("replica.img");
     journal_dir_ = dir_.file("journal");
-    ASSERT_EQ(::mkdir(journal_dir_.c_str(), 0700), 0);
     // The base holds a pattern in its first half; the second half is a hole past its end.
     std::vector<uint8_t> base(kDiskBytes / 2);
     for (size_t i = 0; i < base.size(); ++i) base[i] = static_cast<uint8_t>(i * 7 + 3);
     WriteFile(base_, base);
     model_.assign(kDiskBytes, 0);
     std::copy(base.begin(), base.end(), model_.begin());
-    auto w = JournalWriter::Open(journal_dir_, kJournalId, 1, {}, 1ull << 30, 64 << 10);
-    ASSERT_TRUE(w.ok()) << w.status().ToString();
-    writer_ = std::move(w).value();
+    journal_ = std::make_unique<test::TestJournal>(journal_dir_, kJournalId);
   }
 
   static void WriteFile(const std::string& path, const std::vector<uint8_t>& bytes) {
@@ -49,33 +47,14 @@ class PointViewTest : public ::testing::Test {
 
   // Appends one record; returns its seq and records the disk after it in states_.
   uint64_t Append(journal::RecordKind kind, uint64_t offset, uint64_t length, const uint8_t* data) {
-    const uint32_t payload = kind == journal::RecordKind::kWrite ? static_cast<uint32_t>(length) : 0;
-    auto slot = writer_->Reserve(payload);
-    EXPECT_TRUE(slot.ok());
-    journal::RecordHeader h;
-    h.kind = kind;
-    h.seq = slot->seq;
-    h.offset = offset;
-    h.length = length;
-    h.payload_bytes = payload;
-    h.lowest_pending_seq = slot->lowest_pending;
-    uint8_t header[journal::kRecordHeaderBytes];
-    journal::EncodeRecord(kJournalId, h, data, header);
-    const int fd = slot->segment->fd.get();
-    EXPECT_EQ(::pwrite(fd, header, sizeof(header), static_cast<off_t>(slot->file_offset)),
-              static_cast<ssize_t>(sizeof(header)));
-    if (payload > 0) {
-      EXPECT_EQ(::pwrite(fd, data, payload, static_cast<off_t>(slot->file_offset + sizeof(header))),
-                static_cast<ssize_t>(payload));
-    }
-    writer_->Complete(slot->seq);
+    const uint64_t seq = journal_->Append(kind, offset, length, data);
     if (kind == journal::RecordKind::kWrite) {
       std::copy(data, data + length, model_.begin() + static_cast<long>(offset));
     } else {
       std::fill(model_.begin() + static_cast<long>(offset), model_.begin() + static_cast<long>(offset + length), 0);
     }
-    states_[slot->seq] = model_;
-    return slot->seq;
+    states_[seq] = model_;
+    return seq;
   }
 
   Result<std::unique_ptr<PointView>> View(uint64_t from, uint64_t through) {
@@ -99,10 +78,55 @@ class PointViewTest : public ::testing::Test {
   test::TempDir dir_;
   std::string base_;
   std::string journal_dir_;
-  std::unique_ptr<JournalWriter> writer_;
+  std::unique_ptr<test::TestJournal> journal_;
   std::vector<uint8_t> model_;
   std::map<uint64_t, std::vector<uint8_t>> states_;
 };
+
+// Random writes, zeroes and trims over several segments; returns their seqs.
+std::vector<uint64_t> RandomHistory(PointViewTest* t, std::mt19937_64& rng) {
+  std::vector<uint64_t> seqs;
+  for (int i = 0; i < 60; ++i) {
+    const uint64_t length = 512 * (1 + rng() % 64);
+    const uint64_t offset = (rng() % ((kDiskBytes - length) / 512)) * 512;
+    const int what = static_cast<int>(rng() % 6);
+    if (what == 0) {
+      seqs.push_back(t->Append(journal::RecordKind::kZero, offset, length, nullptr));
+    } else if (what == 1) {
+      seqs.push_back(t->Append(journal::RecordKind::kTrim, offset, length, nullptr));
+    } else {
+      std::vector<uint8_t> data(length);
+      for (auto& b : data) b = static_cast<uint8_t>(rng());
+      seqs.push_back(t->Append(journal::RecordKind::kWrite, offset, length, data.data()));
+    }
+  }
+  EXPECT_GT(t->journal_->writer().segment_count(), 3u) << "the records should span several segments";
+  return seqs;
+}
+
+// The view at every seq reads exactly the disk as it was after that record, whole and in
+// random pieces.
+void CheckEveryPoint(PointViewTest* t, const std::vector<uint64_t>& seqs, std::mt19937_64& rng,
+                     int expect_indexed_min) {
+  for (uint64_t s : seqs) {
+    auto v = t->View(1, s);
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ((*v)->records(), s);
+    if (s > seqs.back() / 2) {
+      EXPECT_GE((*v)->indexed_segments(), expect_indexed_min) << "seq " << s;
+    }
+    const std::vector<uint8_t>& want = t->states_[s];
+    ASSERT_TRUE(PointViewTest::ReadAll(**v) == want) << "view through seq " << s;
+    for (int q = 0; q < 20; ++q) {
+      const uint64_t off = rng() % kDiskBytes;
+      const uint64_t len = 1 + rng() % std::min<uint64_t>(kDiskBytes - off, 70000);
+      std::vector<uint8_t> got(len);
+      ASSERT_TRUE((*v)->Read(off, len, got.data()).ok());
+      ASSERT_TRUE(std::equal(got.begin(), got.end(), want.begin() + static_cast<long>(off)))
+          << "seq " << s << " read at " << off << "+" << len;
+    }
+  }
+}
 
 TEST_F(PointViewTest, ViewBeforeAnyRecordIsTheBase) {
   std::vector<uint8_t> data(4096, 0xAB);
@@ -115,41 +139,39 @@ TEST_F(PointViewTest, ViewBeforeAnyRecordIsTheBase) {
   EXPECT_TRUE(ReadAll(**v) == base_state);
 }
 
-// Random writes, zeroes and trims over several segments: the view at every seq reads
-// exactly the disk as it was after that record, whole and in random pieces.
 TEST_F(PointViewTest, EveryPointReadsTheDiskAsItWasThen) {
   std::mt19937_64 rng(7);
-  std::vector<uint64_t> seqs;
-  for (int i = 0; i < 60; ++i) {
-    const uint64_t length = 512 * (1 + rng() % 64);
-    const uint64_t offset = (rng() % ((kDiskBytes - length) / 512)) * 512;
-    const int what = static_cast<int>(rng() % 6);
-    if (what == 0) {
-      seqs.push_back(Append(journal::RecordKind::kZero, offset, length, nullptr));
-    } else if (what == 1) {
-      seqs.push_back(Append(journal::RecordKind::kTrim, offset, length, nullptr));
-    } else {
-      std::vector<uint8_t> data(length);
-      for (auto& b : data) b = static_cast<uint8_t>(rng());
-      seqs.push_back(Append(journal::RecordKind::kWrite, offset, length, data.data()));
-    }
-  }
-  ASSERT_GT(writer_->segment_count(), 3u) << "the records should span several segments";
-  for (uint64_t s : seqs) {
-    auto v = View(1, s);
-    ASSERT_TRUE(v.ok()) << v.status().ToString();
-    EXPECT_EQ((*v)->records(), s);
-    const std::vector<uint8_t>& want = states_[s];
-    ASSERT_TRUE(ReadAll(**v) == want) << "view through seq " << s;
-    for (int q = 0; q < 20; ++q) {
-      const uint64_t off = rng() % kDiskBytes;
-      const uint64_t len = 1 + rng() % std::min<uint64_t>(kDiskBytes - off, 70000);
-      std::vector<uint8_t> got(len);
-      ASSERT_TRUE((*v)->Read(off, len, got.data()).ok());
-      ASSERT_TRUE(std::equal(got.begin(), got.end(), want.begin() + static_cast<long>(off)))
-          << "seq " << s << " read at " << off << "+" << len;
-    }
-  }
+  const auto seqs = RandomHistory(this, rng);
+  CheckEveryPoint(this, seqs, rng, 0);
+}
+
+TEST_F(PointViewTest, EveryPointReadsTheSameFromTheSegmentIndexes) {
+  std::mt19937_64 rng(8);
+  const auto seqs = RandomHistory(this, rng);
+  auto written = journal::IndexSealedSegments(journal_dir_, kJournalId);
+  ASSERT_TRUE(written.ok()) << written.status().ToString();
+  ASSERT_GT(written.value(), 2);
+  CheckEveryPoint(this, seqs, rng, 1);
+}
+
+TEST_F(PointViewTest, ACorruptIndexIsPassedOverForAScan) {
+  std::mt19937_64 rng(9);
+  const auto seqs = RandomHistory(this, rng);
+  ASSERT_TRUE(journal::IndexSealedSegments(journal_dir_, kJournalId).ok());
+  auto segments = journal::ListSegments(journal_dir_);
+  ASSERT_TRUE(segments.ok());
+  // Garble the second segment's index: the view reads the first from its index and scans
+  // from the second on.
+  const std::string idx = journal_dir_ + "/" + journal::IndexNameFor((*segments)[1].second);
+  int fd = ::open(idx.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const uint8_t junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  ASSERT_EQ(::pwrite(fd, junk, sizeof(junk), 100), 8);
+  ::close(fd);
+  auto v = View(1, seqs.back());
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ((*v)->indexed_segments(), 1);
+  EXPECT_TRUE(ReadAll(**v) == states_[seqs.back()]);
 }
 
 TEST_F(PointViewTest, ViewPastTheJournalsEndIsRefused) {
