@@ -11,6 +11,15 @@ ExtentSource ExtentMap::Advance(const ExtentSource& s, uint64_t delta) {
   return out;
 }
 
+ExtentMap::Map::const_iterator ExtentMap::FirstEndingAfter(uint64_t offset) const {
+  auto it = extents_.upper_bound(offset);
+  if (it != extents_.begin()) {
+    auto prev = std::prev(it);
+    if (prev->second.end > offset) it = prev;
+  }
+  return it;
+}
+
 bool ExtentMap::Continues(const ExtentSource& a, uint64_t a_length, const ExtentSource& b) {
   if (a.kind != b.kind) return false;
   if (a.kind == ExtentSource::Kind::kZero) return true;
@@ -21,12 +30,8 @@ void ExtentMap::Set(uint64_t offset, uint64_t length, const ExtentSource& source
   if (length == 0) return;
   const uint64_t end = offset + length;
 
-  // The first extent that ends after offset: the one containing offset, or the next.
-  auto it = extents_.upper_bound(offset);
-  if (it != extents_.begin()) {
-    auto prev = std::prev(it);
-    if (prev->second.end > offset) it = prev;
-  }
+  const auto first = FirstEndingAfter(offset);
+  auto it = extents_.erase(first, first);  // erases nothing: the same position, non-const
   // Cut away everything in [offset, end), keeping the parts of the extents at its edges.
   while (it != extents_.end() && it->first < end) {
     const uint64_t start = it->first;
@@ -71,11 +76,7 @@ void ExtentMap::Set(uint64_t offset, uint64_t length, const ExtentSource& source
 void ExtentMap::Lookup(uint64_t offset, uint64_t length, std::vector<Piece>* out) const {
   if (length == 0) return;
   const uint64_t end = offset + length;
-  auto it = extents_.upper_bound(offset);
-  if (it != extents_.begin()) {
-    auto prev = std::prev(it);
-    if (prev->second.end > offset) it = prev;
-  }
+  auto it = FirstEndingAfter(offset);
   uint64_t pos = offset;
   for (; it != extents_.end() && it->first < end; ++it) {
     const uint64_t start = std::max(it->first, pos);

@@ -61,6 +61,8 @@ class ExtentMap {
   using Map = std::map<uint64_t, Extent>;  // keyed by the first byte
 
   // The source of the bytes from `delta` bytes into an extent whose first byte reads from s.
+  // The first extent that ends after offset: the one containing it, or the next one.
+  Map::const_iterator FirstEndingAfter(uint64_t offset) const;
   static ExtentSource Advance(const ExtentSource& s, uint64_t delta);
   // True if an extent reading from `a` and ending where one reading from `b` starts can be
   // one extent (a then continues into b).

@@ -18,27 +18,6 @@ namespace {
 
 constexpr size_t kHeaderChecksumOffset = 56;
 
-Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) {
-    return errno == ENOENT ? Status::NotFound(path + " does not exist")
-                           : Status::FromErrno(errno, "open " + path);
-  }
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
-  out->resize(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < out->size()) {
-    const ssize_t n = ::pread(fd.get(), out->data() + done, out->size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "read " + path);
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  out->resize(done);
-  return Status::Ok();
-}
-
 Result<uint64_t> FileSize(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
@@ -46,6 +25,19 @@ Result<uint64_t> FileSize(const std::string& path) {
 }
 
 }  // namespace
+
+IndexEntry IndexEntryOf(const RecordView& r) {
+  IndexEntry e;
+  e.seq = r.header.seq;
+  e.offset = r.header.offset;
+  e.length = r.header.length;
+  e.payload_offset = r.header.kind == RecordKind::kWrite ? r.file_offset + kRecordHeaderBytes : 0;
+  e.kind = r.header.kind;
+  e.flags = r.header.flags;
+  e.marker = r.header.marker;
+  e.timestamp_ns = r.header.timestamp_ns;
+  return e;
+}
 
 std::string IndexNameFor(const std::string& segment_name) {
   const size_t dot = segment_name.rfind('.');
@@ -158,16 +150,7 @@ Result<int> IndexSealedSegments(const std::string& journal_dir, uint64_t journal
   scan.visitor = [&](const RecordView& r) -> Status {
     auto it = wanted.find(*r.segment);
     if (it == wanted.end()) return Status::Ok();
-    IndexEntry e;
-    e.seq = r.header.seq;
-    e.offset = r.header.offset;
-    e.length = r.header.length;
-    e.payload_offset = r.header.kind == RecordKind::kWrite ? r.file_offset + kRecordHeaderBytes : 0;
-    e.kind = r.header.kind;
-    e.flags = r.header.flags;
-    e.marker = r.header.marker;
-    e.timestamp_ns = r.header.timestamp_ns;
-    it->second.entries.push_back(e);
+    it->second.entries.push_back(IndexEntryOf(r));
     return Status::Ok();
   };
   auto summary = ScanJournal(journal_dir, scan);

@@ -41,6 +41,10 @@ struct SegmentIndex {
   std::vector<IndexEntry> entries;  // seq order
 };
 
+struct RecordView;
+// The index entry of a record as a journal scan sees it.
+IndexEntry IndexEntryOf(const RecordView& r);
+
 // "0000000000000001.idx" for "0000000000000001.hrl".
 std::string IndexNameFor(const std::string& segment_name);
 

@@ -41,16 +41,7 @@ class JournalIndexTest : public ::testing::Test {
     o.journal_id = kId;
     o.visitor = [&](const RecordView& r) -> Status {
       if (*r.segment != segments_[i].second) return Status::Ok();
-      IndexEntry e;
-      e.seq = r.header.seq;
-      e.offset = r.header.offset;
-      e.length = r.header.length;
-      e.payload_offset = r.header.kind == RecordKind::kWrite ? r.file_offset + kRecordHeaderBytes : 0;
-      e.kind = r.header.kind;
-      e.flags = r.header.flags;
-      e.marker = r.header.marker;
-      e.timestamp_ns = r.header.timestamp_ns;
-      out.push_back(e);
+      out.push_back(IndexEntryOf(r));
       return Status::Ok();
     };
     EXPECT_TRUE(ScanJournal(journal_.dir(), o).ok());

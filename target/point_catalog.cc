@@ -17,22 +17,6 @@ namespace {
 
 constexpr size_t kChecksumOffset = 56;
 
-Status ReadAll(int fd, const std::string& path, std::vector<uint8_t>* out) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return Status::FromErrno(errno, "stat " + path);
-  out->resize(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < out->size()) {
-    const ssize_t n = ::pread(fd, out->data() + done, out->size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "read " + path);
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  out->resize(done);
-  return Status::Ok();
-}
-
 }  // namespace
 
 const char* RecoveryPointTypeName(RecoveryPoint::Type type) {
@@ -72,7 +56,7 @@ Result<std::unique_ptr<PointCatalog>> PointCatalog::Open(const std::string& path
   c->fd_ = UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!c->fd_.valid()) return Status::FromErrno(errno, "open " + path);
   std::vector<uint8_t> bytes;
-  BLOCKREP_RETURN_IF_ERROR(ReadAll(c->fd_.get(), path, &bytes));
+  BLOCKREP_RETURN_IF_ERROR(ReadWholeFile(path, &bytes));
   const size_t whole = bytes.size() / kEntryBytes;
   size_t good = 0;
   for (size_t i = 0; i < whole; ++i) {
