@@ -49,8 +49,8 @@ help:
 	@echo "make deps     install build and test dependencies (apt-get; no-op when present)"
 	@echo "make all      build $(BINARIES)"
 	@echo "make test     unit tests, unit tests under ASan+UBSan, fuzz run, integration tests"
-	@echo "make demo     serve a demo disk and write and verify data through it with fio"
-	@echo "make bench    fio against blockrep-source, nbdkit and qemu-nbd, side by side"
+	@echo "make demo     replicate a demo disk to a local target while fio writes and verifies it"
+	@echo "make bench    fio against blockrep-source, nbdkit and qemu-nbd; replication; point bring-up"
 	@echo "make install  install binaries and systemd units under \$$DESTDIR\$$PREFIX"
 	@echo "make clean    remove $(BUILD)/"
 
@@ -62,6 +62,10 @@ $(BUILD)/blockrep-source: $(call obj,$(SOURCE_SRCS))
 $(BUILD)/blockrep-target: $(call obj,$(TARGETD_SRCS))
 	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/blockrep: $(call obj,$(CLI_SRCS))
+	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDLIBS)
+
+# Benchmark tools (make bench).
+$(BUILD)/point_bringup: $(call obj,bench/point_bringup.cc target/point_view.cc $(CORE_SRCS))
 	$(CXX) $(CXXFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.cc
@@ -105,9 +109,10 @@ demo: deps
 	@scripts/demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory $(JOBS) all
+	@$(MAKE) --no-print-directory $(JOBS) all $(BUILD)/point_bringup
 	@bench/run.sh
 	@bench/replication.sh
+	@$(BUILD)/point_bringup
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/systemd/system \
