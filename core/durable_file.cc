@@ -19,15 +19,33 @@ Status ReadWholeFile(const std::string& path, std::vector<uint8_t>* out) {
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
   out->resize(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  BLOCKREP_RETURN_IF_ERROR(PreadFull(fd.get(), out->data(), out->size(), 0, path, &got));
+  out->resize(got);
+  return Status::Ok();
+}
+
+Status PreadFull(int fd, uint8_t* out, size_t n, uint64_t offset, const std::string& what, size_t* got) {
   size_t done = 0;
-  while (done < out->size()) {
-    const ssize_t n = ::pread(fd.get(), out->data() + done, out->size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "read " + path);
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
+  while (done < n) {
+    const ssize_t r = ::pread(fd, out + done, n - done, static_cast<off_t>(offset + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Status::FromErrno(errno, "read " + what + " at " + std::to_string(offset + done));
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
   }
-  out->resize(done);
+  *got = done;
+  return Status::Ok();
+}
+
+Status PwriteFull(int fd, const uint8_t* data, size_t n, uint64_t offset, const std::string& what) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t w = ::pwrite(fd, data + done, n - done, static_cast<off_t>(offset + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return Status::FromErrno(w < 0 ? errno : ENOSPC, "write " + what + " at " + std::to_string(offset + done));
+    done += static_cast<size_t>(w);
+  }
   return Status::Ok();
 }
 

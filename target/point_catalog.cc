@@ -89,13 +89,7 @@ Result<std::unique_ptr<PointCatalog>> PointCatalog::Open(const std::string& path
 Status PointCatalog::Append(const RecoveryPoint& point) {
   uint8_t e[kEntryBytes];
   Encode(point, e);
-  size_t done = 0;
-  while (done < kEntryBytes) {
-    const ssize_t n = ::pwrite(fd_.get(), e + done, kEntryBytes - done, static_cast<off_t>(end_ + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Status::FromErrno(n < 0 ? errno : ENOSPC, "write " + path_);
-    done += static_cast<size_t>(n);
-  }
+  BLOCKREP_RETURN_IF_ERROR(PwriteFull(fd_.get(), e, kEntryBytes, end_, path_));
   if (::fdatasync(fd_.get()) != 0) return Status::FromErrno(errno, "fdatasync " + path_);
   end_ += kEntryBytes;
   return Status::Ok();

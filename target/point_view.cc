@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "core/durable_file.h"
 #include "core/journal_format.h"
 #include "core/journal_index.h"
 #include "core/journal_reader.h"
@@ -117,20 +118,11 @@ Result<std::unique_ptr<PointView>> PointView::Open(const Options& options) {
 
 Status PointView::ReadFile(int fd, const std::string& what, uint64_t file_offset,
                            uint64_t length, uint8_t* out, bool zero_past_end) const {
-  uint64_t done = 0;
-  while (done < length) {
-    const ssize_t n = ::pread(fd, out + done, length - done, static_cast<off_t>(file_offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "read " + what + " at " + std::to_string(file_offset + done));
-    if (n == 0) {
-      if (!zero_past_end) {
-        return Status::Corruption(what + " ends before byte " + std::to_string(file_offset + length));
-      }
-      std::memset(out + done, 0, length - done);  // a sparse base shorter than the disk
-      return Status::Ok();
-    }
-    done += static_cast<uint64_t>(n);
-  }
+  size_t got = 0;
+  BLOCKREP_RETURN_IF_ERROR(PreadFull(fd, out, length, file_offset, what, &got));
+  if (got == length) return Status::Ok();
+  if (!zero_past_end) return Status::Corruption(what + " ends before byte " + std::to_string(file_offset + length));
+  std::memset(out + got, 0, length - got);  // a sparse base shorter than the disk
   return Status::Ok();
 }
 

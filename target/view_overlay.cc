@@ -22,32 +22,6 @@ constexpr char kMapMagic[8] = {'B', 'R', 'O', 'V', 'M', 'A', 'P', '1'};
 constexpr uint32_t kMapVersion = 1;
 constexpr size_t kMapChecksumOffset = 56;
 
-Status PreadFully(int fd, const std::string& what, uint8_t* out, uint64_t length, uint64_t offset) {
-  uint64_t done = 0;
-  while (done < length) {
-    const ssize_t n = ::pread(fd, out + done, length - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno(errno, "read " + what);
-    if (n == 0) {
-      std::memset(out + done, 0, length - done);  // past a sparse file's end
-      return Status::Ok();
-    }
-    done += static_cast<uint64_t>(n);
-  }
-  return Status::Ok();
-}
-
-Status PwriteFully(int fd, const std::string& what, const uint8_t* data, uint64_t length, uint64_t offset) {
-  uint64_t done = 0;
-  while (done < length) {
-    const ssize_t n = ::pwrite(fd, data + done, length - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Status::FromErrno(n < 0 ? errno : ENOSPC, "write " + what);
-    done += static_cast<uint64_t>(n);
-  }
-  return Status::Ok();
-}
-
 void EncodeMapHeader(uint64_t disk_bytes, uint8_t out[ViewOverlay::kMapHeaderBytes]) {
   std::memset(out, 0, ViewOverlay::kMapHeaderBytes);
   std::memcpy(out, kMapMagic, 8);
@@ -114,11 +88,14 @@ void ViewOverlay::Mark(uint64_t block) {
 }
 
 Status ViewOverlay::ReadOverlay(uint64_t offset, uint64_t length, uint8_t* out) const {
-  return PreadFully(data_fd_.get(), dir_ + "/overlay.img", out, length, offset);
+  size_t got = 0;
+  BLOCKREP_RETURN_IF_ERROR(PreadFull(data_fd_.get(), out, length, offset, dir_ + "/overlay.img", &got));
+  std::memset(out + got, 0, length - got);  // past the sparse file's end
+  return Status::Ok();
 }
 
 Status ViewOverlay::WriteOverlay(uint64_t offset, uint64_t length, const uint8_t* data) {
-  return PwriteFully(data_fd_.get(), dir_ + "/overlay.img", data, length, offset);
+  return PwriteFull(data_fd_.get(), data, length, offset, dir_ + "/overlay.img");
 }
 
 Status ViewOverlay::Read(const PointView& below, uint64_t offset, uint64_t length, uint8_t* out) const {
@@ -173,8 +150,8 @@ Status ViewOverlay::Flush() {
   for (size_t page : dirty_pages_) {
     const size_t start = page * kMapPageBytes;
     const size_t n = std::min(kMapPageBytes, bits_.size() - start);
-    BLOCKREP_RETURN_IF_ERROR(PwriteFully(map_fd_.get(), dir_ + "/overlay.map", bits_.data() + start, n,
-                                         kMapHeaderBytes + start));
+    BLOCKREP_RETURN_IF_ERROR(PwriteFull(map_fd_.get(), bits_.data() + start, n, kMapHeaderBytes + start,
+                                        dir_ + "/overlay.map"));
   }
   if (::fdatasync(map_fd_.get()) != 0) return Status::FromErrno(errno, "fdatasync " + dir_ + "/overlay.map");
   dirty_pages_.clear();
