@@ -63,7 +63,7 @@ Status Bad(const char* fmt, ...) {
 }
 
 bool KnownErrorCode(uint32_t v) { return v <= static_cast<uint32_t>(ErrorCode::kShutdown); }
-bool KnownReplicaState(uint32_t v) { return v <= static_cast<uint32_t>(ReplicaState::kInSync); }
+bool KnownReplicaState(uint32_t v) { return v <= static_cast<uint32_t>(ReplicaState::kChanged); }
 bool KnownStartMode(uint32_t v) {
   return v >= static_cast<uint32_t>(StartMode::kDelta) &&
          v <= static_cast<uint32_t>(StartMode::kResyncResume);
@@ -288,7 +288,7 @@ const char* ErrorCodeName(ErrorCode code) {
 }
 
 const char* ReplicaStateName(ReplicaState s) {
-  static constexpr const char* kNames[] = {"new", "initial-copy", "resync", "in-sync"};
+  static constexpr const char* kNames[] = {"new", "initial-copy", "resync", "in-sync", "changed"};
   return NameAt(kNames, static_cast<uint32_t>(s));
 }
 

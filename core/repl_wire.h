@@ -83,8 +83,10 @@ enum class ErrorCode : uint32_t {
 bool IsFatal(ErrorCode code);
 const char* ErrorCodeName(ErrorCode code);  // "unknown-disk", "no-space", ...
 
-enum class ReplicaState : uint32_t { kNew = 0, kInitialCopy = 1, kResync = 2, kInSync = 3 };
-const char* ReplicaStateName(ReplicaState s);  // "new", "initial-copy", "resync", "in-sync"
+// kChanged: the replica image changed outside blockrep-target (restored by hand) while the
+// target was stopped; only a whole-disk resync may follow.
+enum class ReplicaState : uint32_t { kNew = 0, kInitialCopy = 1, kResync = 2, kInSync = 3, kChanged = 4 };
+const char* ReplicaStateName(ReplicaState s);  // "new", "initial-copy", "resync", "in-sync", "changed"
 
 enum class StartMode : uint32_t {
   kDelta = 1,

@@ -423,9 +423,18 @@ TEST(ReplWire, HelloReplyRejectsUnknownStatus) {
 
 TEST(ReplWire, HelloReplyRejectsUnknownState) {
   Bytes p = EncodeHelloReply(HelloReply{});
-  StoreLe32(p.data() + 4, 4);
+  StoreLe32(p.data() + 4, 5);
   HelloReply out;
-  EXPECT_FALSE(DecodeHelloReply(p.data(), p.size(), &out).ok());
+  EXPECT_EQ(DecodeHelloReply(p.data(), p.size(), &out).message(), "HELLO_REPLY: unknown replica state 5");
+}
+
+TEST(ReplWire, HelloReplyCarriesChangedStateWithItsReason) {
+  const HelloReply in{.state = ReplicaState::kChanged, .message = "replica.img changed"};
+  const Bytes p = EncodeHelloReply(in);
+  HelloReply out;
+  ASSERT_TRUE(DecodeHelloReply(p.data(), p.size(), &out).ok());
+  EXPECT_EQ(out.state, ReplicaState::kChanged);
+  EXPECT_EQ(out.message, "replica.img changed");
 }
 
 TEST(ReplWire, HelloReplyRejectsTrailingBytes) {
@@ -720,8 +729,8 @@ TEST(ReplWire, NamesFollowSpec) {
   for (uint32_t v = 0; v <= 12; ++v) {
     EXPECT_STREQ(ErrorCodeName(static_cast<ErrorCode>(v)), codes[v]);
   }
-  const char* states[] = {"new", "initial-copy", "resync", "in-sync"};
-  for (uint32_t v = 0; v <= 3; ++v) {
+  const char* states[] = {"new", "initial-copy", "resync", "in-sync", "changed"};
+  for (uint32_t v = 0; v <= 4; ++v) {
     EXPECT_STREQ(ReplicaStateName(static_cast<ReplicaState>(v)), states[v]);
   }
   const char* modes[] = {"delta", "initial", "initial-resume", "resync", "resync-resume"};
@@ -736,7 +745,7 @@ TEST(ReplWire, NamesFollowSpec) {
   // Values a newer peer might send have no name.
   EXPECT_STREQ(MsgTypeName(static_cast<MsgType>(0)), "?");
   EXPECT_STREQ(MsgTypeName(static_cast<MsgType>(11)), "?");
-  EXPECT_STREQ(ReplicaStateName(static_cast<ReplicaState>(4)), "?");
+  EXPECT_STREQ(ReplicaStateName(static_cast<ReplicaState>(5)), "?");
   EXPECT_STREQ(StartModeName(static_cast<StartMode>(0)), "?");
   EXPECT_STREQ(ItemTypeName(static_cast<ItemType>(10)), "?");
 }

@@ -227,6 +227,13 @@ Status ShipSession::Handshake(bool* fatal) {
       start.mode = continuous() && !pos.resync_pending ? repl::StartMode::kDelta
                                                        : repl::StartMode::kResync;
       break;
+    case repl::ReplicaState::kChanged:
+      // Changed by hand on the target: no record or bitmap says where, so every block is
+      // compared.
+      start.mode = repl::StartMode::kResync;
+      BLOCKREP_RETURN_IF_ERROR(wp_.MarkAllForResync("the target's replica changed outside blockrep-target: " +
+                                                    reply.message));
+      break;
   }
   if (start.mode == repl::StartMode::kResync && pos.mode == DiskMode::kJournaling &&
       !continuous()) {

@@ -91,13 +91,17 @@ repl::ErrorCode CodeOf(const Status& st) {
 
 const char* StateKey(repl::ReplicaState s) { return repl::ReplicaStateName(s); }
 
+uint64_t NsOf(const timespec& t) {
+  return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
+}
+
 }  // namespace
 
 Replica::~Replica() = default;
 
 // ---- state file --------------------------------------------------------------------------
 
-Status Replica::SaveState() {
+Status Replica::SaveState(bool closing) {
   nlohmann::ordered_json j;
   j["format"] = kFormat;
   j["version"] = kStateVersion;
@@ -108,6 +112,17 @@ Status Replica::SaveState() {
   j["source"] = source_;
   j["state"] = StateKey(state_);
   j["hold_from"] = hold_from_;
+  if (state_ == repl::ReplicaState::kChanged) j["changed"] = changed_why_;
+  struct stat st;
+  if (image_fd_.valid() && !image_is_block_device_ && ::fstat(image_fd_.get(), &st) == 0) {
+    nlohmann::ordered_json stamp;
+    stamp["inode"] = static_cast<uint64_t>(st.st_ino);
+    stamp["size"] = static_cast<uint64_t>(st.st_size);
+    stamp["mtime_ns"] = NsOf(st.st_mtim);
+    stamp["ctime_ns"] = NsOf(st.st_ctim);
+    stamp["closed_cleanly"] = closing;
+    j["image_stamp"] = stamp;
+  }
   j["created"] = created_;
   j["updated"] = NowRfc3339();
   const std::string text =
@@ -152,9 +167,26 @@ Status Replica::LoadState() {
   if (state == "initial-copy") state_ = repl::ReplicaState::kInitialCopy;
   else if (state == "resync") state_ = repl::ReplicaState::kResync;
   else if (state == "in-sync") state_ = repl::ReplicaState::kInSync;
+  else if (state == "changed") state_ = repl::ReplicaState::kChanged;
   else return bad("state: '" + state + "'");
   if (!u64("hold_from", &hold_from_)) return bad("hold_from: missing");
   if (state_ == repl::ReplicaState::kResync && hold_from_ == 0) return bad("hold_from: 0 in state resync");
+  if (state_ == repl::ReplicaState::kChanged && !str("changed", &changed_why_)) return bad("changed: missing");
+  if (j.contains("image_stamp")) {
+    const nlohmann::json& t = j["image_stamp"];
+    auto field = [&](const char* k, uint64_t* out) {
+      if (!t.is_object() || !t.contains(k) || !t[k].is_number_unsigned()) return false;
+      *out = t[k].get<uint64_t>();
+      return true;
+    };
+    if (!field("inode", &stamp_.inode) || !field("size", &stamp_.size) ||
+        !field("mtime_ns", &stamp_.mtime_ns) || !field("ctime_ns", &stamp_.ctime_ns) ||
+        !t.contains("closed_cleanly") || !t["closed_cleanly"].is_boolean()) {
+      return bad("image_stamp: expected inode, size, mtime_ns, ctime_ns and closed_cleanly");
+    }
+    closed_cleanly_ = t["closed_cleanly"].get<bool>();
+    stamp_known_ = true;
+  }
   str("created", &created_);
   exists_ = true;
   return Status::Ok();
@@ -240,10 +272,45 @@ Result<std::unique_ptr<Replica>> Replica::Open(const Config& config_in) {
   }
   BLOCKREP_RETURN_IF_ERROR(r->LoadState());
   BLOCKREP_RETURN_IF_ERROR(r->OpenImage(false));
+  const std::string changed = r->CheckImageStamp();  // before recovery writes to the image
   BLOCKREP_RETURN_IF_ERROR(r->OpenJournal(false));
   BLOCKREP_RETURN_IF_ERROR(r->Recover());
+  if (!changed.empty()) {
+    r->changed_why_ = r->config_.image_path + " " + changed + "; a full resync compares every block";
+    LOG_WARN("replica %s: %s", config.name.c_str(), r->changed_why_.c_str());
+    r->state_ = repl::ReplicaState::kChanged;
+  }
+  // Running: a crash from here on leaves no "closed cleanly" mark (nor a lost "changed").
+  if (r->error_.empty()) BLOCKREP_RETURN_IF_ERROR(r->SaveState());
   r->Publish();
   return r;
+}
+
+std::string Replica::CheckImageStamp() const {
+  if (!stamp_known_ || image_is_block_device_ || state_ == repl::ReplicaState::kChanged) return "";
+  struct stat st;
+  if (::fstat(image_fd_.get(), &st) != 0) return "";  // OpenImage just did the same
+  std::string why;
+  if (static_cast<uint64_t>(st.st_ino) != stamp_.inode) {
+    why = "is not the file blockrep-target wrote (inode " + std::to_string(st.st_ino) + ", was " +
+          std::to_string(stamp_.inode) + ")";
+  } else if (closed_cleanly_ && (static_cast<uint64_t>(st.st_size) != stamp_.size ||
+                                 NsOf(st.st_mtim) != stamp_.mtime_ns ||
+                                 NsOf(st.st_ctim) != stamp_.ctime_ns)) {
+    why = "changed while blockrep-target was stopped (its mtime or ctime is not the one the "
+          "target's clean stop recorded)";
+  }
+  return why;
+}
+
+Status Replica::Close() {
+  if (!exists_ || !journal_ || !error_.empty() || !image_fd_.valid()) return Status::Ok();
+  if (group_items_ > 0) AbandonGroup();  // never acknowledged: the source sends it again
+  // Everything applied is marked so: the next start replays nothing over the image.
+  BLOCKREP_RETURN_IF_ERROR(Checkpoint());
+  // fsync, not fdatasync: the timestamps the stamp records must be on disk too.
+  if (::fsync(image_fd_.get()) != 0) return Status::FromErrno(errno, "fsync " + config_.image_path);
+  return SaveState(/*closing=*/true);
 }
 
 // ---- journal ---------------------------------------------------------------------------------
@@ -626,6 +693,7 @@ Status Replica::Start(const repl::Start& start, const repl::Hello& hello, const 
       if (!st.ok()) break;
       hold_from_ = journal_->next_seq();
       state_ = repl::ReplicaState::kResync;
+      changed_why_.clear();
       durable_through_ = start.first_seq - 1;
       sync_cursor_ = 0;
       st = SaveState();
@@ -898,6 +966,7 @@ void Replica::Publish() {
   j["applied_bytes"] = applied_bytes_;
   j["journal_bytes"] = journal_ ? journal_->bytes() : 0;
   j["error"] = error_;
+  if (state_ == repl::ReplicaState::kChanged) j["changed"] = changed_why_;
   struct stat st;
   if (image_fd_.valid() && ::fstat(image_fd_.get(), &st) == 0) {
     j["image_allocated_bytes"] = static_cast<uint64_t>(st.st_blocks) * 512;

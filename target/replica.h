@@ -74,6 +74,13 @@ class Replica {
 
   // Periodic: fdatasync the image, checkpoint, delete applied journal segments.
   Status Checkpoint();
+  // At a clean stop, after the last session: makes the image durable and records its
+  // stamp (inode, size, mtime, ctime) as "closed cleanly" in replica.json, so that the next
+  // Open finds an image changed by hand meanwhile (docs/formats/replica.md, "Changed by
+  // hand"). Open clears the mark, so a crash leaves none.
+  Status Close();
+  // Why the replica is in state "changed" (empty otherwise).
+  const std::string& changed_why() const { return changed_why_; }
 
   // For `blockrep status` on the target (thread-safe).
   nlohmann::json StatusJson() const;
@@ -85,7 +92,12 @@ class Replica {
   explicit Replica(Config config) : config_(std::move(config)) {}
   Status Recover();
   Status LoadState();
-  Status SaveState();
+  // closing: also record the image's stamp as closed cleanly (Close()).
+  Status SaveState(bool closing = false);
+  // Compares the image with the stamp LoadState read: a different inode always means
+  // "changed"; a different size, mtime or ctime does when the target closed cleanly. Returns
+  // how it changed, or "".
+  std::string CheckImageStamp() const;
   Status OpenImage(bool create);
   Status OpenJournal(bool fresh);
   // Reserves and encodes a record of the target journal; its bytes are written by the next
@@ -126,6 +138,14 @@ class Replica {
   uint64_t hold_from_ = 0;
   std::string created_;
   std::string error_;
+  std::string changed_why_;
+  // The image's stamp as replica.json recorded it (LoadState).
+  struct ImageStamp {
+    uint64_t inode = 0, size = 0, mtime_ns = 0, ctime_ns = 0;
+  };
+  bool stamp_known_ = false;
+  bool closed_cleanly_ = false;
+  ImageStamp stamp_;
 
   // The open group.
   struct Pending {

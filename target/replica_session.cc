@@ -169,6 +169,7 @@ Status ReplicaSession::Handshake() {
   reply.sync_cursor = r->sync_cursor();
   reply.generation = r->generation();
   reply.disk_id = r->disk_id();
+  if (reply.state == repl::ReplicaState::kChanged) reply.message = r->changed_why();
   Send(MsgType::kHelloReply, repl::EncodeHelloReply(reply));
   BLOCKREP_RETURN_IF_ERROR(Flush());
 

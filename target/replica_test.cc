@@ -9,7 +9,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/test_temp_dir.h"
@@ -289,6 +292,90 @@ TEST_F(ReplicaTest, StartsThatDoNotFitTheStateAreRefused) {
   s.mode = repl::StartMode::kInitialResume;
   s.first_seq = 9;  // after durable through + 1
   EXPECT_FALSE(r->Start(s, hello_, "site-a", &code).ok());
+}
+
+TEST_F(ReplicaTest, ACleanlyClosedImageLeftAloneReopensInSync) {
+  {
+    auto r = Open();
+    Start(*r, repl::StartMode::kInitial, 1);
+    Item(*r, repl::ItemType::kSyncWrite, 1, 0, 4096, 'a');
+    Item(*r, repl::ItemType::kSyncEnd, 1, 0, 0);
+    Commit(*r, 0);
+    ASSERT_EQ(r->state(), repl::ReplicaState::kInSync);
+    ASSERT_TRUE(r->Close().ok());
+  }
+  // Reading the image (a backup, cmp) changes nothing the stamp records.
+  EXPECT_EQ(ImageBytes(0, 4096), std::string(4096, 'a'));
+  auto r = Open();
+  EXPECT_EQ(r->state(), repl::ReplicaState::kInSync);
+  EXPECT_EQ(r->changed_why(), "");
+}
+
+TEST_F(ReplicaTest, AnImageWrittenWhileTheTargetWasStoppedIsChangedAndOnlyAResyncMayFollow) {
+  {
+    auto r = Open();
+    Start(*r, repl::StartMode::kInitial, 1);
+    Item(*r, repl::ItemType::kSyncWrite, 1, 0, 4096, 'a');
+    Item(*r, repl::ItemType::kSyncEnd, 1, 0, 0);
+    Commit(*r, 0);
+    ASSERT_TRUE(r->Close().ok());
+  }
+  // Restored by hand: the same bytes written back still count (nothing can tell them apart).
+  // File times tick with the kernel's coarse clock (a few ms): let it move past the
+  // target's last write, as any restore by hand does.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  {
+    UniqueFd fd(::open((dir_.path() + "/vm1/replica.img").c_str(), O_WRONLY));
+    ASSERT_EQ(::pwrite(fd.get(), "a", 1, 0), 1);
+  }
+  {
+    auto r = Open();
+    EXPECT_EQ(r->state(), repl::ReplicaState::kChanged);
+    EXPECT_NE(r->changed_why().find("changed while blockrep-target was stopped"), std::string::npos)
+        << r->changed_why();
+    EXPECT_NE(r->StatusJson()["changed"].get<std::string>().find("replica.img"), std::string::npos);
+    repl::Start s;
+    s.mode = repl::StartMode::kDelta;
+    s.first_seq = 1;
+    repl::ErrorCode code;
+    EXPECT_FALSE(r->Start(s, hello_, "site-a", &code).ok());
+    EXPECT_EQ(code, repl::ErrorCode::kBadStream);
+    // Not cleanly closed this time: the state file keeps "changed" across the restart.
+  }
+  auto r = Open();
+  EXPECT_EQ(r->state(), repl::ReplicaState::kChanged);
+  Start(*r, repl::StartMode::kResync, 1);
+  EXPECT_EQ(r->state(), repl::ReplicaState::kResync);
+  EXPECT_EQ(r->changed_why(), "");
+  Item(*r, repl::ItemType::kSyncEnd, 1, 0, 0);
+  Commit(*r, 0);
+  EXPECT_EQ(r->state(), repl::ReplicaState::kInSync);
+}
+
+TEST_F(ReplicaTest, AfterACrashOnlyAnotherFileCountsAsChanged) {
+  const std::string img = dir_.path() + "/vm1/replica.img";
+  {
+    auto r = Open();
+    Start(*r, repl::StartMode::kInitial, 1);
+    Item(*r, repl::ItemType::kSyncEnd, 1, 0, 0);
+    Commit(*r, 0);
+    // No Close(): a kill -9. The target's own writes after its last state save change the
+    // image's times, so those cannot count.
+  }
+  {
+    UniqueFd fd(::open(img.c_str(), O_WRONLY));
+    ASSERT_EQ(::pwrite(fd.get(), "b", 1, 0), 1);
+  }
+  {
+    auto r = Open();
+    EXPECT_EQ(r->state(), repl::ReplicaState::kInSync) << r->changed_why();
+  }
+  // Replaced by another file (a restore that renames a copy into place): another inode.
+  ASSERT_EQ(::system(("cp " + img + " " + img + ".new && mv " + img + ".new " + img).c_str()), 0);
+  auto r = Open();
+  EXPECT_EQ(r->state(), repl::ReplicaState::kChanged);
+  EXPECT_NE(r->changed_why().find("is not the file blockrep-target wrote"), std::string::npos)
+      << r->changed_why();
 }
 
 TEST_F(ReplicaTest, ASecondOpenOfTheSameDirectoryIsRefused) {

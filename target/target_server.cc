@@ -81,6 +81,11 @@ void TargetServer::Stop() {
   std::vector<Worker> workers = std::move(workers_);
   lock.unlock();
   for (auto& w : workers) w.thread.join();
+  // No session runs now: record each image's stamp as closed cleanly.
+  for (auto& [name, r] : replicas_) {
+    Status st = r->Close();
+    if (!st.ok()) LOG_WARN("replica %s: closing: %s", name.c_str(), st.ToString().c_str());
+  }
 }
 
 void TargetServer::AcceptLoop() {

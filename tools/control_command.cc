@@ -113,6 +113,7 @@ void PrintTargetStatus(const Json& j) {
     std::string detail = Str(r, "error");
     if (Str(r, "state") == "resync") detail = "held " + FormatBytes(U64(r, "held_bytes")) + "; image keeps the last consistent state";
     if (Str(r, "state") == "initial-copy") detail = "cursor " + FormatBytes(U64(r, "sync_cursor"));
+    if (Str(r, "state") == "changed") detail = Str(r, "changed");
     rows.push_back({Str(r, "name"), Str(r, "state"), Str(r, "source"),
                     r.value("connected", false) ? "yes" : "no", std::to_string(U64(r, "durable_through")),
                     FormatBytes(U64(r, "disk_bytes")), FormatBytes(U64(r, "image_allocated_bytes")), detail});
