@@ -1,6 +1,5 @@
 #include "target/replica_session.h"
 
-#include <sys/socket.h>
 
 #include <chrono>
 #include <cstring>
@@ -38,9 +37,10 @@ repl::ErrorCode CodeFor(const Status& st) {
 ReplicaSession::~ReplicaSession() = default;
 
 void ReplicaSession::RequestStop() {
+  // Seen within kIdleWaitMs. Not a shutdown(SHUT_RD) to wake it sooner: OpenSSL takes the
+  // EOF for a truncated stream, fails the connection and sends the source a "decode error"
+  // alert instead of the ERROR kShutdown that says why the session ends.
   stop_ = true;
-  // Wakes a Pump blocked in poll().
-  ::shutdown(conn_->fd(), SHUT_RD);
 }
 
 void ReplicaSession::Send(MsgType type, const std::vector<uint8_t>& payload) {
