@@ -580,10 +580,11 @@ Status DecodeError(const uint8_t* p, size_t n, Error* m) {
 
 // ---- batches -----------------------------------------------------------------------------
 
-void BatchBuilder::Reset(uint64_t batch_number) {
+void BatchBuilder::Reset(uint64_t batch_number, size_t expected_raw_bytes) {
   batch_ = batch_number;
   if (raw_.capacity() < kPrefixBytes && spare_.capacity() > raw_.capacity()) raw_.swap(spare_);
   raw_.resize(kPrefixBytes);
+  raw_.reserve(kPrefixBytes + expected_raw_bytes);
   items_ = 0;
 }
 
@@ -601,10 +602,11 @@ void BatchBuilder::Add(const ItemHeader& h, const uint8_t* data) {
   BLOCKREP_CHECK(Fits(h.data_bytes));
   BLOCKREP_CHECK(h.data_bytes == 0 || data != nullptr);
   BLOCKREP_CHECK(raw_.size() >= kPrefixBytes);
-  const size_t at = raw_.size();
-  raw_.resize(at + kItemHeaderBytes + h.data_bytes);
-  EncodeItemHeader(h, raw_.data() + at);
-  if (h.data_bytes > 0) std::memcpy(raw_.data() + at + kItemHeaderBytes, data, h.data_bytes);
+  // insert, not resize and copy: resize would zero the bytes first.
+  uint8_t header[kItemHeaderBytes];
+  EncodeItemHeader(h, header);
+  raw_.insert(raw_.end(), header, header + kItemHeaderBytes);
+  if (h.data_bytes > 0) raw_.insert(raw_.end(), data, data + h.data_bytes);
   ++items_;
 }
 

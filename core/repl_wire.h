@@ -228,8 +228,9 @@ struct ItemHeader {
 // shrink). Not thread-safe; one builder per connection.
 class BatchBuilder {
  public:
-  // Starts a new batch (clears any previous one).
-  void Reset(uint64_t batch_number);
+  // Starts a new batch (clears any previous one), with room for expected_raw_bytes of
+  // items, so that a batch filled up to about that size is never moved while it grows.
+  void Reset(uint64_t batch_number, size_t expected_raw_bytes = 0);
   // REQUIRES: h.data_bytes == the size of data; raw_bytes() + kItemHeaderBytes +
   // h.data_bytes <= kMaxBatchRawBytes; item_count() < kMaxBatchItems.
   void Add(const ItemHeader& h, const uint8_t* data);

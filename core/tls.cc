@@ -476,27 +476,22 @@ void TlsConnection::ReserveInput() {
 }
 
 size_t TlsConnection::CipherPending() const {
-  return cipher_.size() - cipher_pos_ + (wbio_ != nullptr ? BIO_ctrl_pending(wbio_) : 0);
+  return cipher_len_ - cipher_pos_ + (wbio_ != nullptr ? BIO_ctrl_pending(wbio_) : 0);
 }
 
 Status TlsConnection::FlushCipher(bool* blocked) {
   *blocked = false;
   while (true) {
-    if (cipher_pos_ == cipher_.size()) {
+    if (cipher_pos_ == cipher_len_) {
+      cipher_pos_ = cipher_len_ = 0;
       const size_t pending = BIO_ctrl_pending(wbio_);
-      if (pending == 0) {
-        cipher_.clear();
-        cipher_pos_ = 0;
-        if (cipher_.capacity() > kIdleBufferBytesMax) std::vector<uint8_t>().swap(cipher_);
-        return Status::Ok();
-      }
-      cipher_.resize(std::min(pending, kCipherFlushBytes));
-      const int n = BIO_read(wbio_, cipher_.data(), static_cast<int>(cipher_.size()));
+      if (pending == 0) return Status::Ok();
+      if (!cipher_) cipher_.reset(new uint8_t[kCipherFlushBytes]);
+      const int n = BIO_read(wbio_, cipher_.get(), static_cast<int>(std::min(pending, kCipherFlushBytes)));
       if (n <= 0) return Status::IoError("TLS with " + peer_ + ": reading its memory BIO");
-      cipher_.resize(static_cast<size_t>(n));
-      cipher_pos_ = 0;
+      cipher_len_ = static_cast<size_t>(n);
     }
-    const ssize_t w = send(fd_.get(), cipher_.data() + cipher_pos_, cipher_.size() - cipher_pos_,
+    const ssize_t w = send(fd_.get(), cipher_.get() + cipher_pos_, cipher_len_ - cipher_pos_,
                            MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR) continue;

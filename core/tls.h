@@ -153,7 +153,11 @@ class TlsConnection {
   // cannot see them and SSL_pending() does not count them, so the next Pump reads first.
   bool records_may_wait_ = false;
   BIO* wbio_ = nullptr;             // memory BIO OpenSSL writes records to (owned by ssl_)
-  std::vector<uint8_t> cipher_;     // ciphertext taken from wbio_, not yet written
+  // Ciphertext taken from wbio_, not yet written: [cipher_pos_, cipher_len_) of a buffer of
+  // kCipherFlushBytes, allocated at the first write (not zero-filled: every byte of it that
+  // is read was written by BIO_read first).
+  std::unique_ptr<uint8_t[]> cipher_;
+  size_t cipher_len_ = 0;
   size_t cipher_pos_ = 0;
 };
 

@@ -492,7 +492,8 @@ void ShipSession::AddItem(const ItemHeader& h, const uint8_t* data) {
     (void)st;
   }
   if (!batch_open_) {
-    batch_.Reset(next_batch_);
+    // Records and initial-copy chunks close a batch once past kBatchTargetBytes.
+    batch_.Reset(next_batch_, repl::kBatchTargetBytes + repl::kChunkBytes + 64 * 1024);
     batch_open_ = true;
     batch_oldest_ns_ = 0;
   }
@@ -693,6 +694,11 @@ Status ShipSession::SyncStep(bool* progressed) {
     for (int i = 0; i < kInitialChunksPerStep && sync_issue_ < disk_bytes_ && !WindowFull(); ++i) {
       BLOCKREP_RETURN_IF_ERROR(InitialStep());
       *progressed = true;
+      // Batches of about kBatchTargetBytes, as for records: the target's input buffer then
+      // holds little of a next frame to move when it makes room.
+      if (batch_open_ && batch_.raw_bytes() >= repl::kBatchTargetBytes) {
+        BLOCKREP_RETURN_IF_ERROR(CloseBatch());
+      }
     }
     if (sync_issue_ >= disk_bytes_) BLOCKREP_RETURN_IF_ERROR(SyncEnd());
     return Status::Ok();
