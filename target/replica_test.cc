@@ -77,6 +77,27 @@ class ReplicaTest : public ::testing::Test {
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
 
+  // A START the replica must refuse: its error code.
+  repl::ErrorCode RefusedStart(Replica& r, repl::StartMode mode, uint64_t first_seq) {
+    repl::Start s;
+    s.mode = mode;
+    s.first_seq = first_seq;
+    repl::ErrorCode code = repl::ErrorCode::kOk;
+    EXPECT_FALSE(r.Start(s, hello_, "site-a", &code).ok());
+    return code;
+  }
+
+  // A new replica, its initial copy one block of `fill` at 0, in sync.
+  std::unique_ptr<Replica> InSyncWithOneBlock(char fill) {
+    auto r = Open();
+    Start(*r, repl::StartMode::kInitial, 1);
+    Item(*r, repl::ItemType::kSyncWrite, 1, 0, 4096, fill);
+    Item(*r, repl::ItemType::kSyncEnd, 1, 0, 0);
+    Commit(*r, 0);
+    EXPECT_EQ(r->state(), repl::ReplicaState::kInSync);
+    return r;
+  }
+
   std::string ImageBytes(uint64_t offset, size_t n) {
     std::string out(n, '\0');
     UniqueFd fd(::open((dir_.path() + "/vm1/replica.img").c_str(), O_RDONLY));
@@ -280,30 +301,14 @@ TEST_F(ReplicaTest, ReopeningDuringAResyncKeepsHolding) {
 
 TEST_F(ReplicaTest, StartsThatDoNotFitTheStateAreRefused) {
   auto r = Open();
-  repl::Start s;
-  s.mode = repl::StartMode::kDelta;
-  s.first_seq = 1;
-  repl::ErrorCode code;
-  EXPECT_FALSE(r->Start(s, hello_, "site-a", &code).ok());
-  EXPECT_EQ(code, repl::ErrorCode::kBadStream);
+  EXPECT_EQ(RefusedStart(*r, repl::StartMode::kDelta, 1), repl::ErrorCode::kBadStream);
   Start(*r, repl::StartMode::kInitial, 5);
-  s.mode = repl::StartMode::kInitial;
-  EXPECT_FALSE(r->Start(s, hello_, "site-a", &code).ok());  // it exists now
-  s.mode = repl::StartMode::kInitialResume;
-  s.first_seq = 9;  // after durable through + 1
-  EXPECT_FALSE(r->Start(s, hello_, "site-a", &code).ok());
+  RefusedStart(*r, repl::StartMode::kInitial, 1);       // it exists now
+  RefusedStart(*r, repl::StartMode::kInitialResume, 9); // after durable through + 1
 }
 
 TEST_F(ReplicaTest, ACleanlyClosedImageLeftAloneReopensInSync) {
-  {
-    auto r = Open();
-    Start(*r, repl::StartMode::kInitial, 1);
-    Item(*r, repl::ItemType::kSyncWrite, 1, 0, 4096, 'a');
-    Item(*r, repl::ItemType::kSyncEnd, 1, 0, 0);
-    Commit(*r, 0);
-    ASSERT_EQ(r->state(), repl::ReplicaState::kInSync);
-    ASSERT_TRUE(r->Close().ok());
-  }
+  ASSERT_TRUE(InSyncWithOneBlock('a')->Close().ok());
   // Reading the image (a backup, cmp) changes nothing the stamp records.
   EXPECT_EQ(ImageBytes(0, 4096), std::string(4096, 'a'));
   auto r = Open();
@@ -312,14 +317,7 @@ TEST_F(ReplicaTest, ACleanlyClosedImageLeftAloneReopensInSync) {
 }
 
 TEST_F(ReplicaTest, AnImageWrittenWhileTheTargetWasStoppedIsChangedAndOnlyAResyncMayFollow) {
-  {
-    auto r = Open();
-    Start(*r, repl::StartMode::kInitial, 1);
-    Item(*r, repl::ItemType::kSyncWrite, 1, 0, 4096, 'a');
-    Item(*r, repl::ItemType::kSyncEnd, 1, 0, 0);
-    Commit(*r, 0);
-    ASSERT_TRUE(r->Close().ok());
-  }
+  ASSERT_TRUE(InSyncWithOneBlock('a')->Close().ok());
   // Restored by hand: the same bytes written back still count (nothing can tell them apart).
   // File times tick with the kernel's coarse clock (a few ms): let it move past the
   // target's last write, as any restore by hand does.
@@ -334,12 +332,7 @@ TEST_F(ReplicaTest, AnImageWrittenWhileTheTargetWasStoppedIsChangedAndOnlyAResyn
     EXPECT_NE(r->changed_why().find("changed while blockrep-target was stopped"), std::string::npos)
         << r->changed_why();
     EXPECT_NE(r->StatusJson()["changed"].get<std::string>().find("replica.img"), std::string::npos);
-    repl::Start s;
-    s.mode = repl::StartMode::kDelta;
-    s.first_seq = 1;
-    repl::ErrorCode code;
-    EXPECT_FALSE(r->Start(s, hello_, "site-a", &code).ok());
-    EXPECT_EQ(code, repl::ErrorCode::kBadStream);
+    EXPECT_EQ(RefusedStart(*r, repl::StartMode::kDelta, 1), repl::ErrorCode::kBadStream);
     // Not cleanly closed this time: the state file keeps "changed" across the restart.
   }
   auto r = Open();
@@ -354,14 +347,9 @@ TEST_F(ReplicaTest, AnImageWrittenWhileTheTargetWasStoppedIsChangedAndOnlyAResyn
 
 TEST_F(ReplicaTest, AfterACrashOnlyAnotherFileCountsAsChanged) {
   const std::string img = dir_.path() + "/vm1/replica.img";
-  {
-    auto r = Open();
-    Start(*r, repl::StartMode::kInitial, 1);
-    Item(*r, repl::ItemType::kSyncEnd, 1, 0, 0);
-    Commit(*r, 0);
-    // No Close(): a kill -9. The target's own writes after its last state save change the
-    // image's times, so those cannot count.
-  }
+  // No Close(): a kill -9. The target's own writes after its last state save change the
+  // image's times, so those cannot count.
+  InSyncWithOneBlock('a');
   {
     UniqueFd fd(::open(img.c_str(), O_WRONLY));
     ASSERT_EQ(::pwrite(fd.get(), "b", 1, 0), 1);

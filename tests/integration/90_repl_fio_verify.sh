@@ -9,9 +9,7 @@
 
 seconds=${REPL_FIO_SECONDS:-60}
 make_disk "$T/disk.img" 256M
-start_target
-start_source --disk "vm1=$T/disk.img" --nbd "unix:$SOCK" "${REPL_ARGS[@]}"
-wait_disk_state vm1 protected
+replicate_disk
 
 # The two jobs write disjoint halves (offset_increment): two jobs verifying one region
 # race each other (one reads a block while the other rewrites it) on any server.

@@ -10,10 +10,8 @@
 MiB=$((1 << 20))
 make_disk "$T/disk.img" 512M
 # Data in [0, 96 MiB) and [256, 320 MiB); the rest is holes, plus 8 MiB of written zeroes.
-fio --name=prefill --ioengine=psync --filename="$T/disk.img" --rw=write --bs=1m --size=96M \
-    --randrepeat=0 --refill_buffers --output-format=terse > /dev/null
-fio --name=prefill --ioengine=psync --filename="$T/disk.img" --rw=write --bs=1m --size=64M \
-    --offset=256M --randrepeat=0 --refill_buffers --output-format=terse > /dev/null
+prefill "$T/disk.img" 96M
+prefill "$T/disk.img" 64M 256M
 dd if=/dev/zero of="$T/disk.img" bs=1M seek=400 count=8 conv=notrunc,fsync status=none
 data_bytes=$((160 * MiB))
 

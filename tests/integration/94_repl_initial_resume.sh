@@ -12,8 +12,7 @@
 MiB=$((1 << 20))
 data=$((128 * MiB))
 make_disk "$T/disk.img" 256M
-fio --name=prefill --ioengine=psync --filename="$T/disk.img" --rw=write --bs=1m --size=128M \
-    --randrepeat=0 --refill_buffers --output-format=terse > /dev/null
+prefill "$T/disk.img" 128M
 start_target
 start_source --disk "vm1=$T/disk.img" --nbd "unix:$SOCK" "${REPL_ARGS[@]}" --bandwidth-limit 32M
 wait_disk_state vm1 initial-replication 10

@@ -10,9 +10,7 @@
 
 MiB=$((1 << 20))
 make_disk "$T/disk.img" 256M
-start_target
-start_source --disk "vm1=$T/disk.img" --nbd "unix:$SOCK" "${REPL_ARGS[@]}"
-wait_disk_state vm1 protected
+replicate_disk
 
 # 48 MiB of random writes at 6 MiB/s: about 8 s, so the kill and the restart fall inside.
 fio_args=(--name=load --ioengine=nbd --uri="$(uri vm1)" --rw=randwrite --bssplit=4k/60:16k/25:64k/15

@@ -12,9 +12,7 @@
 
 MiB=$((1 << 20))
 make_disk "$T/disk.img" 64M
-start_target
-start_source --disk "vm1=$T/disk.img" --nbd "unix:$SOCK" "${REPL_ARGS[@]}"
-wait_disk_state vm1 protected
+replicate_disk
 stop_target
 
 nbdsh_py "$(uri vm1)" <<'PY'

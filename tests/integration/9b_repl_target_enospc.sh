@@ -15,9 +15,7 @@ mount -t tmpfs -o size=24M tmpfs "$TSTATE"
 trap '_stop_target_quietly; umount "$TSTATE" 2>/dev/null || umount -l "$TSTATE" 2>/dev/null; _cleanup' EXIT
 
 make_disk "$T/disk.img" 128M
-start_target
-start_source --disk "vm1=$T/disk.img" --nbd "unix:$SOCK" "${REPL_ARGS[@]}"
-wait_disk_state vm1 protected
+replicate_disk
 
 fio --name=fill --ioengine=nbd --uri="$(uri vm1)" --rw=write --bs=256k --size=48M --iodepth=4 \
     --rate=16m --refill_buffers --output-format=terse > "$T/fio.out" 2>&1 &

@@ -13,11 +13,8 @@
 KiB=1024
 MiB=$((1 << 20))
 make_disk "$T/disk.img" 128M
-fio --name=prefill --ioengine=psync --filename="$T/disk.img" --rw=write --bs=1m --size=32M \
-    --randrepeat=0 --refill_buffers --output-format=terse > /dev/null
-start_target
-start_source --disk "vm1=$T/disk.img" --nbd "unix:$SOCK" "${REPL_ARGS[@]}"
-wait_disk_state vm1 protected 30
+prefill "$T/disk.img" 32M
+replicate_disk
 drain vm1
 out=$("$BLOCKREP_CLI" verify vm1 --state-dir "$STATE") || fail "verify before any change: $out"
 

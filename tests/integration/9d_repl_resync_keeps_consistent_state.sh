@@ -13,8 +13,7 @@
 MiB=$((1 << 20))
 disk_bytes=$((256 * MiB))
 make_disk "$T/disk.img" 256M
-fio --name=prefill --ioengine=psync --filename="$T/disk.img" --rw=write --bs=1m --size=16M \
-    --randrepeat=0 --refill_buffers --output-format=terse > /dev/null
+prefill "$T/disk.img" 16M
 start_target
 start_source --disk "vm1=$T/disk.img" --nbd "unix:$SOCK" "${REPL_ARGS[@]}" \
   --journal-max-bytes 8M --bandwidth-limit 16M

@@ -24,6 +24,10 @@
 #   drain DISK [SECONDS]   blockrep drain, failing the test on error
 #   verify_equal DISK      blockrep verify must say equal, and the image bytes must match
 #   replica_img DISK       the target's replica image path
+#   replicate_disk         start_target, then start_source serving $T/disk.img as vm1 on
+#                          $SOCK with REPL_ARGS, and wait until vm1 is protected
+#   prefill IMAGE SIZE [OFFSET]   random data (fio, psync) into IMAGE: SIZE bytes at OFFSET
+#                          (fio size syntax, e.g. 32M), before the source serves it
 # The EXIT trap also stops the target.
 
 CERTS=$T/certs
@@ -135,6 +139,18 @@ drain() {
 }
 
 replica_img() { echo "$TSTATE/replicas/$1/replica.img"; }
+
+replicate_disk() {
+  start_target
+  start_source --disk "vm1=$T/disk.img" --nbd "unix:$SOCK" "${REPL_ARGS[@]}"
+  wait_disk_state vm1 protected 30
+}
+
+prefill() {
+  fio --name=prefill --ioengine=psync --filename="$1" --rw=write --bs=1m --size="$2" \
+      --offset="${3:-0}" --randrepeat=0 --refill_buffers --output-format=terse > /dev/null ||
+    fail "fio could not prefill $1"
+}
 
 # verify_equal DISK SOURCE_IMAGE: blockrep verify says equal, and the bytes are the same.
 verify_equal() {
