@@ -272,14 +272,17 @@ Result<std::unique_ptr<Replica>> Replica::Open(const Config& config_in) {
   }
   BLOCKREP_RETURN_IF_ERROR(r->LoadState());
   BLOCKREP_RETURN_IF_ERROR(r->OpenImage(false));
-  const std::string changed = r->CheckImageStamp();  // before recovery writes to the image
-  BLOCKREP_RETURN_IF_ERROR(r->OpenJournal(false));
-  BLOCKREP_RETURN_IF_ERROR(r->Recover());
+  // Before recovery, which replays nothing over an image found changed: what the journal
+  // holds (an unfinished resync's held records, say) belongs to the image it replaced.
+  const std::string changed = r->CheckImageStamp();
   if (!changed.empty()) {
     r->changed_why_ = r->config_.image_path + " " + changed + "; a full resync compares every block";
     LOG_WARN("replica %s: %s", config.name.c_str(), r->changed_why_.c_str());
     r->state_ = repl::ReplicaState::kChanged;
+    r->hold_from_ = 0;
   }
+  BLOCKREP_RETURN_IF_ERROR(r->OpenJournal(false));
+  BLOCKREP_RETURN_IF_ERROR(r->Recover());
   // Running: a crash from here on leaves no "closed cleanly" mark (nor a lost "changed").
   if (r->error_.empty()) BLOCKREP_RETURN_IF_ERROR(r->SaveState());
   r->Publish();
@@ -581,7 +584,7 @@ Status Replica::Recover() {
   }
   // Committed records since the last checkpoint: apply them again (unless held).
   uint64_t applied = 0;
-  if (state_ != repl::ReplicaState::kInitialCopy) {
+  if (state_ != repl::ReplicaState::kInitialCopy && state_ != repl::ReplicaState::kChanged) {
     // A held resync keeps everything from hold_from out of the image until SYNC_END.
     const uint64_t below = state_ == repl::ReplicaState::kResync ? hold_from_ : UINT64_MAX;
     BLOCKREP_RETURN_IF_ERROR(Replay(scan->checkpoint_applied_below, below, &applied));

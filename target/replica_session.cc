@@ -152,7 +152,13 @@ Status ReplicaSession::Handshake() {
                                                  " is not supported (this target speaks " +
                                                  std::to_string(repl::kProtocolVersion) + ")");
   }
-  Replica* r = server_.Acquire(disk_, this);
+  bool busy = false;
+  Replica* r = server_.Acquire(disk_, this, &busy);
+  if (r == nullptr && busy) {
+    // Transient: the source retries.
+    return refuse(repl::ErrorCode::kBusy, "disk " + disk_ + " is still held by an earlier session, "
+                                          "or the target is stopping");
+  }
   if (r == nullptr) {
     return refuse(repl::ErrorCode::kUnknownDisk,
                   "disk " + disk_ + " is not configured on this target (blockrep-target --disk " +

@@ -345,6 +345,26 @@ TEST_F(ReplicaTest, AnImageWrittenWhileTheTargetWasStoppedIsChangedAndOnlyAResyn
   EXPECT_EQ(r->state(), repl::ReplicaState::kInSync);
 }
 
+TEST_F(ReplicaTest, AnUnfinishedResyncsHeldRecordsAreNeverReplayedOverAChangedImage) {
+  auto r = InSyncWithOneBlock('o');
+  Start(*r, repl::StartMode::kResync, 10);
+  Item(*r, repl::ItemType::kSyncWrite, 10, 0, 4096, 'n');  // held until SYNC_END
+  Commit(*r, 9);
+  ASSERT_TRUE(r->Close().ok());
+  r.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // see the test above
+  {
+    UniqueFd fd(::open((dir_.path() + "/vm1/replica.img").c_str(), O_WRONLY));
+    ASSERT_EQ(::pwrite(fd.get(), "r", 1, 0), 1);  // restored by hand
+  }
+  for (int start = 0; start < 2; ++start) {  // and once more, from the saved "changed"
+    r = Open();
+    EXPECT_EQ(r->state(), repl::ReplicaState::kChanged);
+    EXPECT_EQ(ImageBytes(0, 2), "ro");
+    r.reset();
+  }
+}
+
 TEST_F(ReplicaTest, AfterACrashOnlyAnotherFileCountsAsChanged) {
   const std::string img = dir_.path() + "/vm1/replica.img";
   // No Close(): a kill -9. The target's own writes after its last state save change the

@@ -169,7 +169,8 @@ void TargetServer::Serve(UniqueFd fd, std::string peer) {
   cv_.notify_all();
 }
 
-Replica* TargetServer::Acquire(const std::string& name, ReplicaSession* session) {
+Replica* TargetServer::Acquire(const std::string& name, ReplicaSession* session, bool* busy) {
+  *busy = false;
   auto it = replicas_.find(name);
   if (it == replicas_.end()) return nullptr;
   std::unique_lock<std::mutex> lock(mu_);
@@ -179,7 +180,10 @@ Replica* TargetServer::Acquire(const std::string& name, ReplicaSession* session)
     owner->second->RequestStop();
     const bool freed = cv_.wait_for(lock, std::chrono::milliseconds(kTakeoverWaitMs),
                                     [&] { return owners_.count(name) == 0 || stopping_; });
-    if (!freed || stopping_) return nullptr;
+    if (!freed || stopping_) {
+      *busy = true;
+      return nullptr;
+    }
   }
   owners_[name] = session;
   return it->second.get();

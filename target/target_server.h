@@ -57,8 +57,9 @@ class TargetServer {
   nlohmann::json StatusJson() const;
 
   // For sessions: the replica named `name`, taken over from any session holding it (which
-  // is told to stop and waited for). Null if no such disk is configured.
-  Replica* Acquire(const std::string& name, ReplicaSession* session);
+  // is told to stop and waited for). Null if no such disk is configured, or (*busy set)
+  // if the target is stopping or the holder did not let go in time.
+  Replica* Acquire(const std::string& name, ReplicaSession* session, bool* busy);
   void Release(const std::string& name, ReplicaSession* session);
 
   struct Counters {
