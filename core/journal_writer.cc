@@ -1,3 +1,5 @@
+#include "core/durable_file.h"
+#include "core/clock.h"
 #include "core/journal_writer.h"
 
 #include <fcntl.h>
@@ -14,18 +16,7 @@
 namespace blockrep {
 namespace {
 
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
-Status FsyncDir(const std::string& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno(errno, "journal: open " + dir);
-  if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "journal: fsync " + dir);
-  return Status::Ok();
-}
 
 }  // namespace
 
@@ -61,7 +52,7 @@ Status JournalWriter::Roll() {
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd.valid()) return Status::FromErrno(errno, "journal: create " + path);
   uint8_t header[journal::kSegmentHeaderBytes];
-  journal::EncodeSegmentHeader({journal_id_, next_seq_, NowNs()}, header);
+  journal::EncodeSegmentHeader({journal_id_, next_seq_, WallClockNs()}, header);
   ssize_t n = ::pwrite(fd.get(), header, sizeof(header), 0);
   Status st;
   if (n != static_cast<ssize_t>(sizeof(header))) {
@@ -131,7 +122,7 @@ Result<uint64_t> JournalWriter::AppendMarkerSync(journal::MarkerType type,
   h.marker = type;
   h.seq = slot->seq;
   h.payload_bytes = static_cast<uint32_t>(body.size());
-  h.timestamp_ns = NowNs();
+  h.timestamp_ns = WallClockNs();
   h.lowest_pending_seq = slot->lowest_pending;
   std::string record(journal::RecordBytes(h.payload_bytes), '\0');
   journal::EncodeRecord(journal_id_, h, reinterpret_cast<const uint8_t*>(body.data()),

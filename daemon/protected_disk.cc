@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/durable_file.h"
 #include "core/byte_size.h"
 #include "core/log.h"
 #include "daemon/journal_recovery.h"
@@ -45,11 +46,6 @@ Status WriteFileDurably(const std::string& path, const uint8_t* data, size_t n) 
   return Status::Ok();
 }
 
-Status FsyncDir(const std::string& dir) {
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid() || ::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync " + dir);
-  return Status::Ok();
-}
 
 // A fresh disk: journal id, empty journal, journaling state, empty bitmap.
 Status CreateState(const std::string& dir, const BackingDisk& disk) {

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "core/clock.h"
 #include "core/byte_size.h"
 #include "core/check.h"
 #include "core/log.h"
@@ -41,11 +42,6 @@ constexpr int kInitialChunksPerStep = 8;
 // An initial-copy probe for holes covers at most this many chunks at once.
 constexpr uint64_t kHoleProbeChunks = 64;
 
-uint64_t RealtimeNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 bool ParseDiskId(const std::string& hex, repl::DiskId* out) {
   if (hex.size() != 32) return false;
@@ -64,11 +60,6 @@ bool IsZero(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-uint64_t MonotonicMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 // A chunk of a resync in flight: asked about (kAwait), then known equal (kDone) or not
 // (kDiffer, with the target's block hashes).
@@ -1059,7 +1050,7 @@ void ShipSession::UpdateOldestUnacked() {
   if (oldest == 0 && batch_open_) oldest = batch_oldest_ns_;
   std::lock_guard<std::mutex> lock(shared_.mu);
   shared_.oldest_unacked_ns = oldest;
-  const uint64_t now_ns = RealtimeNs();
+  const uint64_t now_ns = WallClockNs();
   if (sync_ == SyncKind::kNone) {
     shared_.lag.Sample(MonotonicMs(), oldest != 0 && now_ns > oldest ? (now_ns - oldest) / 1000000 : 0);
   }

@@ -207,6 +207,4 @@ class ShipSession {
   uint64_t verify_blocks_ = 0;
 };
 
-uint64_t MonotonicMs();
-
 }  // namespace blockrep

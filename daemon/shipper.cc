@@ -2,6 +2,7 @@
 
 #include <ctime>
 
+#include "core/clock.h"
 #include "core/byte_size.h"
 #include "core/log.h"
 #include "core/retry_schedule.h"
@@ -25,11 +26,6 @@ const char* PhaseName(Shipper::Phase p) {
   return "?";
 }
 
-uint64_t RealtimeNsNow() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 std::string Seconds(uint64_t ms) {
   char buf[32];
@@ -92,7 +88,7 @@ void Shipper::SampleLag() {
       if (got.ok() && got.value() == JournalTail::Got::kRecord) oldest = rec.header.timestamp_ns;
     }
   }
-  const uint64_t now_ns = RealtimeNsNow();
+  const uint64_t now_ns = WallClockNs();
   std::lock_guard<std::mutex> lock(shared_->mu);
   shared_->oldest_unacked_ns = oldest;
   if (shared_->replica_state == repl::ReplicaState::kInSync) {

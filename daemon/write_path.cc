@@ -9,6 +9,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "core/clock.h"
 #include "core/byte_size.h"
 #include "core/check.h"
 #include "core/journal_format.h"
@@ -20,11 +21,6 @@ namespace {
 // Zero padding that rounds a record up to kRecordAlignBytes; never written to.
 const uint8_t kPad[journal::kRecordAlignBytes] = {};
 
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 void CallBackendDone(void* ctx, int err) { static_cast<nbd::BackendDone*>(ctx)->OnDone(err); }
 
@@ -103,7 +99,7 @@ class WritePath::ChangeOp final : public IoCompletion {
     h.flags = fua ? journal::kRecordFlagFua : 0;
     h.seq = slot_.seq;
     h.payload_bytes = payload_bytes();
-    h.timestamp_ns = NowNs();
+    h.timestamp_ns = WallClockNs();
     h.lowest_pending_seq = slot_.lowest_pending;
     const uint8_t* payload = buf;
     switch (kind_) {

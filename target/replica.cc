@@ -16,6 +16,7 @@
 #include <ctime>
 #include <limits>
 
+#include "core/clock.h"
 #include "core/byte_size.h"
 #include "core/check.h"
 #include "core/disk_state.h"
@@ -35,11 +36,6 @@ constexpr size_t kCommitBodyBytes = 32;
 constexpr uint64_t kTargetJournalMaxBytes = std::numeric_limits<uint64_t>::max() / 2;
 const uint8_t kPad[journal::kRecordAlignBytes] = {};
 
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 void Put64(uint8_t* p, uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
@@ -91,9 +87,13 @@ repl::ErrorCode CodeOf(const Status& st) {
 
 const char* StateKey(repl::ReplicaState s) { return repl::ReplicaStateName(s); }
 
-uint64_t NsOf(const timespec& t) {
-  return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
+// o[k] as an unsigned number; false when o is not an object or has no such number.
+bool GetU64(const nlohmann::json& o, const char* k, uint64_t* out) {
+  if (!o.is_object() || !o.contains(k) || !o[k].is_number_unsigned()) return false;
+  *out = o[k].get<uint64_t>();
+  return true;
 }
+
 
 }  // namespace
 
@@ -149,11 +149,7 @@ Status Replica::LoadState() {
     *out = j[k].get<std::string>();
     return true;
   };
-  auto u64 = [&](const char* k, uint64_t* out) -> bool {
-    if (!j.contains(k) || !j[k].is_number_unsigned()) return false;
-    *out = j[k].get<uint64_t>();
-    return true;
-  };
+  auto u64 = [&](const char* k, uint64_t* out) { return GetU64(j, k, out); };
   std::string format, disk, id, state;
   uint64_t version = 0;
   if (!str("format", &format) || format != kFormat) return bad("format: expected \"blockrep-replica\"");
@@ -174,13 +170,8 @@ Status Replica::LoadState() {
   if (state_ == repl::ReplicaState::kChanged && !str("changed", &changed_why_)) return bad("changed: missing");
   if (j.contains("image_stamp")) {
     const nlohmann::json& t = j["image_stamp"];
-    auto field = [&](const char* k, uint64_t* out) {
-      if (!t.is_object() || !t.contains(k) || !t[k].is_number_unsigned()) return false;
-      *out = t[k].get<uint64_t>();
-      return true;
-    };
-    if (!field("inode", &stamp_.inode) || !field("size", &stamp_.size) ||
-        !field("mtime_ns", &stamp_.mtime_ns) || !field("ctime_ns", &stamp_.ctime_ns) ||
+    if (!GetU64(t, "inode", &stamp_.inode) || !GetU64(t, "size", &stamp_.size) ||
+        !GetU64(t, "mtime_ns", &stamp_.mtime_ns) || !GetU64(t, "ctime_ns", &stamp_.ctime_ns) ||
         !t.contains("closed_cleanly") || !t["closed_cleanly"].is_boolean()) {
       return bad("image_stamp: expected inode, size, mtime_ns, ctime_ns and closed_cleanly");
     }
@@ -297,9 +288,8 @@ std::string Replica::CheckImageStamp() const {
   if (static_cast<uint64_t>(st.st_ino) != stamp_.inode) {
     why = "is not the file blockrep-target wrote (inode " + std::to_string(st.st_ino) + ", was " +
           std::to_string(stamp_.inode) + ")";
-  } else if (closed_cleanly_ && (static_cast<uint64_t>(st.st_size) != stamp_.size ||
-                                 NsOf(st.st_mtim) != stamp_.mtime_ns ||
-                                 NsOf(st.st_ctim) != stamp_.ctime_ns)) {
+  } else if (closed_cleanly_ && (NsOf(st.st_mtim) != stamp_.mtime_ns || NsOf(st.st_ctim) != stamp_.ctime_ns)) {
+    // (Another size never gets here: OpenImage refuses it.)
     why = "changed while blockrep-target was stopped (its mtime or ctime is not the one the "
           "target's clean stop recorded)";
   }
@@ -852,7 +842,7 @@ Status Replica::Commit(uint64_t through, repl::ErrorCode* code) {
   Put64(body + 8, cursor);
   Put64(body + 16, group_first_seq_);
   Put64(body + 24, static_cast<uint32_t>(state_));
-  auto seq = Append(journal::RecordKind::kMarker, 0, 0, 0, body, sizeof(body), journal::MarkerType::kCommit, NowNs());
+  auto seq = Append(journal::RecordKind::kMarker, 0, 0, 0, body, sizeof(body), journal::MarkerType::kCommit, WallClockNs());
   if (!seq.ok()) return fail(seq.status());
   st = SyncJournal();
   if (!st.ok()) return fail(st);

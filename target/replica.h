@@ -95,7 +95,7 @@ class Replica {
   // closing: also record the image's stamp as closed cleanly (Close()).
   Status SaveState(bool closing = false);
   // Compares the image with the stamp LoadState read: a different inode always means
-  // "changed"; a different size, mtime or ctime does when the target closed cleanly. Returns
+  // "changed"; a different mtime or ctime does when the target closed cleanly. Returns
   // how it changed, or "".
   std::string CheckImageStamp() const;
   Status OpenImage(bool create);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <span>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "target/replica.h"
@@ -19,11 +20,6 @@ constexpr int kHelloTimeoutMs = 30000;
 // How long the loop waits for a frame when nothing is pending.
 constexpr int kIdleWaitMs = 200;
 
-uint64_t NowMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 // The protocol's error code for a Status from the replica.
 repl::ErrorCode CodeFor(const Status& st) {
@@ -60,8 +56,8 @@ void ReplicaSession::SendError(repl::ErrorCode code, const std::string& message)
 }
 
 Status ReplicaSession::Flush() {
-  const uint64_t deadline = NowMs() + 5000;
-  while (conn_->queued_bytes() > 0 && NowMs() < deadline) {
+  const uint64_t deadline = MonotonicMs() + 5000;
+  while (conn_->queued_bytes() > 0 && MonotonicMs() < deadline) {
     BLOCKREP_RETURN_IF_ERROR(conn_->Pump(50));
   }
   return Status::Ok();
@@ -118,10 +114,10 @@ Status ReplicaSession::Handshake() {
   bool got = false;
   MsgType type;
   std::span<const uint8_t> payload;
-  const uint64_t deadline = NowMs() + kHelloTimeoutMs;
+  const uint64_t deadline = MonotonicMs() + kHelloTimeoutMs;
   while (!got) {
     if (stop_) return Status::Shutdown("stopping");
-    if (NowMs() >= deadline) return Status::IoError("no HELLO within " + std::to_string(kHelloTimeoutMs) + " ms");
+    if (MonotonicMs() >= deadline) return Status::IoError("no HELLO within " + std::to_string(kHelloTimeoutMs) + " ms");
     BLOCKREP_RETURN_IF_ERROR(NextFrame(kIdleWaitMs, &got, &type, &payload));
   }
   if (type != MsgType::kHello) {
@@ -182,7 +178,7 @@ Status ReplicaSession::Handshake() {
   got = false;
   while (!got) {
     if (stop_) return Status::Shutdown("stopping");
-    if (NowMs() >= deadline + kHelloTimeoutMs) return Status::IoError("no START");
+    if (MonotonicMs() >= deadline + kHelloTimeoutMs) return Status::IoError("no START");
     BLOCKREP_RETURN_IF_ERROR(NextFrame(kIdleWaitMs, &got, &type, &payload));
   }
   if (type != MsgType::kStart) {
@@ -300,14 +296,14 @@ Status ReplicaSession::CommitGroup() {
 }
 
 Status ReplicaSession::Stream() {
-  uint64_t last_receive = NowMs();
-  uint64_t last_checkpoint = NowMs();
+  uint64_t last_receive = MonotonicMs();
+  uint64_t last_checkpoint = MonotonicMs();
   MsgType type;
   std::span<const uint8_t> payload;
   while (!stop_) {
     bool got = false;
     BLOCKREP_RETURN_IF_ERROR(NextFrame(group_last_batch_ > 0 ? 0 : kIdleWaitMs, &got, &type, &payload));
-    const uint64_t now = NowMs();
+    const uint64_t now = MonotonicMs();
     if (got) {
       last_receive = now;
       switch (type) {
